@@ -1,0 +1,86 @@
+"""The backend registry.
+
+Backends are found through the ``llmbench.backends`` entry-point group; llmbench's own backends
+register there the same way a third-party package would::
+
+    [project.entry-points."llmbench.backends"]
+    mybackend = "my_package.backend:MyBackend"
+
+``LLMBENCH_LOAD_BACKENDS=llama.cpp,transformers`` limits which entry points are loaded (an empty
+value loads none but the built-ins' fallbacks). Loading an entry point imports only the backend's
+module; the runtime library (torch, llama_cpp ...) is imported when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from functools import cache
+from importlib import metadata
+from typing import TYPE_CHECKING
+
+from llmbench.errors import BackendUnavailableError
+
+if TYPE_CHECKING:
+    from llmbench.backends.base import Backend
+
+ENTRY_POINT_GROUP = "llmbench.backends"
+LOAD_ENV_VAR = "LLMBENCH_LOAD_BACKENDS"
+
+# Used when llmbench runs from a source tree whose entry points are not installed.
+_BUILTIN = {
+    "llama.cpp": "llmbench.backends.llama_cpp:LlamaCppBackend",
+    "transformers": "llmbench.backends.transformers:TransformersBackend",
+    "fake": "llmbench.backends.fake:FakeBackend",
+}
+_ALIASES = {"llama_cpp": "llama.cpp", "llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "hf": "transformers"}
+
+
+@cache
+def _entry_points() -> dict[str, str]:
+    found = dict(_BUILTIN)
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found[entry.name] = entry.value
+    allowed = os.environ.get(LOAD_ENV_VAR)
+    if allowed is not None:
+        keep = {name.strip() for name in allowed.split(",") if name.strip()}
+        found = {name: target for name, target in found.items() if name in keep or name in _BUILTIN}
+    return found
+
+
+def backend_names() -> list[str]:
+    """Names of every registered backend, installed or not."""
+    return sorted(_entry_points())
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The backend class registered as ``name`` (aliases such as ``llama_cpp`` accepted)."""
+    import importlib
+
+    from llmbench.backends.base import Backend
+
+    registry = _entry_points()
+    canonical = _ALIASES.get(name, name)
+    target = registry.get(canonical)
+    if target is None:
+        close = difflib.get_close_matches(name, registry, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise BackendUnavailableError(
+            f"unknown backend {name!r}", f"{hint}choose one of: {', '.join(sorted(registry))}"
+        )
+    module_name, _, attribute = target.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise BackendUnavailableError(
+            f"backend {name!r} could not be imported from {target} ({exc})",
+            "reinstall the package that provides it",
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise BackendUnavailableError(f"{target} is not an llmbench Backend subclass")
+    return cls
+
+
+def default_backend_for(model_format: str) -> str:
+    """The backend a model of this format runs on when none is named."""
+    return "llama.cpp" if model_format == "gguf" else "transformers"

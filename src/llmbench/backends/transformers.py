@@ -1,0 +1,235 @@
+"""Hugging Face transformers: causal LMs from a local folder, a cached Hub id or a GGUF file.
+
+Load options: ``LoadOptions.dtype`` (``auto``, ``float32``, ``bfloat16``, ``float16``; default
+``float32`` for GGUF, which transformers dequantizes, and ``auto`` otherwise), ``device``
+(``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` for ``device_map="auto"``), ``threads``
+(torch intra-op threads; default every CPU this process may use, as llama.cpp). Backend options in
+``extra``: ``attn_implementation`` (``eager``, ``sdpa``, ``flash_attention_2``), ``device_map``,
+``quantization`` (``bnb-4bit``, ``bnb-8bit``; GPTQ/AWQ folders load through their own
+``quantization_config``), ``adapter`` (a PEFT adapter folder applied on top), and the opt-ins
+``trust_remote_code`` and ``allow_pickle`` (both off: only safetensors weights and library code run
+unless the user says otherwise).
+
+Every generated token is reported through a streamer whose ``put`` runs in the generating thread,
+so the timestamp is taken the moment the token exists on the host. ``force_new_tokens`` removes
+the end-of-sequence ids from the generation config (an empty list: ``None`` would be refilled
+from the model's defaults), so the model runs exactly ``max_new_tokens``
+decode steps, like llama.cpp's ``ignore_eos``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from llmbench.backends._threads import default_threads
+from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message
+from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
+from llmbench.models import ModelRef
+
+_KNOWN_OPTIONS = {"attn_implementation", "device_map", "quantization", "adapter", "trust_remote_code", "allow_pickle"}
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+def _import() -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise missing_extra(exc.name or "transformers", "hf") from None
+    return torch, transformers
+
+
+def _truthy(value: Any) -> bool:
+    return str(value).lower() in ("1", "true", "yes", "on")
+
+
+class TransformersBackend(Backend):
+    name = "transformers"
+    extra = "hf"
+    formats = frozenset({"gguf", "hf"})
+    can_stream = True
+    can_chat = True
+
+    @classmethod
+    def check_available(cls) -> None:
+        _import()
+
+    @classmethod
+    def library_versions(cls) -> dict[str, str]:
+        from llmbench.measurement.fingerprint import distribution_version
+
+        return {name: distribution_version(name) for name in ("torch", "transformers", "accelerate", "tokenizers")}
+
+    def __init__(self, model: ModelRef, options: LoadOptions) -> None:
+        super().__init__(model, options)
+        unknown = set(options.extra) - _KNOWN_OPTIONS
+        if unknown:
+            raise InvalidOptionError(
+                f"unknown transformers option(s): {', '.join(sorted(unknown))}",
+                f"valid ones: {', '.join(sorted(_KNOWN_OPTIONS))}",
+            )
+        dtype_name = options.dtype or ("float32" if model.format == "gguf" else "auto")
+        if dtype_name not in _DTYPES:
+            raise InvalidOptionError(f"unknown dtype {dtype_name!r}", f"choose one of: {', '.join(_DTYPES)}")
+        torch, transformers = _import()
+        self.torch = torch
+        self.threads = options.threads or default_threads()
+        torch.set_num_threads(self.threads)
+        extra = options.extra
+        trust = _truthy(extra.get("trust_remote_code", False))
+        source = str(model.folder)
+        common: dict[str, Any] = {"trust_remote_code": trust}
+        if model.format == "gguf":
+            common["gguf_file"] = model.path.name
+        kwargs: dict[str, Any] = dict(common)
+        kwargs["dtype"] = dtype_name if dtype_name == "auto" else getattr(torch, dtype_name)
+        device = options.device or "cpu"
+        if "device_map" in extra:
+            kwargs["device_map"] = extra["device_map"]
+        elif device == "auto":
+            kwargs["device_map"] = "auto"
+        if "attn_implementation" in extra:
+            kwargs["attn_implementation"] = str(extra["attn_implementation"])
+        if model.format == "hf":
+            kwargs["use_safetensors"] = None if _truthy(extra.get("allow_pickle", False)) else True
+        quantization = extra.get("quantization")
+        if quantization:
+            kwargs["quantization_config"] = _bitsandbytes_config(transformers, torch, str(quantization))
+            kwargs.setdefault("device_map", "auto" if device in ("auto", "cpu") else device)
+        try:
+            with _quiet_transformers(transformers):
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
+                self.hf_model = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            hint = "check the folder holds a complete model"
+            if "safetensors" in message.lower() and "use_safetensors" in kwargs:
+                hint = "this folder has only pickle weights; pass -o allow_pickle=true if you trust it"
+            raise InvalidModelError(f"transformers could not load {model.name}: {message}", hint) from None
+        if "adapter" in extra:
+            self.hf_model = _apply_adapter(self.hf_model, str(extra["adapter"]))
+        if "device_map" not in kwargs:
+            self.hf_model.to(device)
+        self.hf_model.eval()
+        self.device = self.hf_model.device
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        eos = self.hf_model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = frozenset(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+
+    def generate_tokens(
+        self, prompt_ids: Sequence[int], config: GenerationConfig, on_token: Callable[[int], None]
+    ) -> FinishReason:
+        torch = self.torch
+        from transformers import GenerationConfig as HFGenerationConfig
+        from transformers.generation.streamers import BaseStreamer
+
+        eos_ids = self.eos_ids
+        force = config.force_new_tokens
+        finished = []
+
+        class TimingStreamer(BaseStreamer):  # type: ignore[misc]
+            """Hands each new token to ``on_token``; the first ``put`` is the prompt."""
+
+            def __init__(self) -> None:
+                self.prompt_seen = False
+
+            def put(self, value: Any) -> None:
+                if not self.prompt_seen:
+                    self.prompt_seen = True
+                    return
+                token = int(value.reshape(-1)[0])
+                if finished:
+                    return
+                if not force and token in eos_ids:
+                    finished.append(token)
+                    return
+                on_token(token)
+
+            def end(self) -> None:
+                pass
+
+        generation_config = HFGenerationConfig(
+            max_new_tokens=config.max_new_tokens,
+            do_sample=not config.greedy,
+            temperature=config.temperature if not config.greedy else None,
+            top_p=config.top_p if not config.greedy else None,
+            top_k=config.top_k if not config.greedy else None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=[] if force else sorted(eos_ids),  # [] is kept; None would be refilled
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
+        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
+        torch.manual_seed(config.seed)
+        with torch.inference_mode():
+            self.hf_model.generate(
+                input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                generation_config=generation_config,
+                streamer=TimingStreamer(),
+            )
+        return "stop" if finished else "length"
+
+    def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=True))
+
+    def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
+        if not getattr(self.tokenizer, "chat_template", None):
+            return super().apply_chat_template(messages)
+        text = self.tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
+        return self.tokenize(str(text), add_special_tokens=False)
+
+    def close(self) -> None:
+        model = getattr(self, "hf_model", None)
+        if model is not None:
+            del self.hf_model
+            if self.torch.cuda.is_available():
+                self.torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _quiet_transformers(transformers: Any) -> Iterator[None]:
+    """No progress bars or info logs from transformers while loading (llmbench shows its own)."""
+    logging = transformers.utils.logging
+    bars = logging.is_progress_bar_enabled()
+    verbosity = logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def _bitsandbytes_config(transformers: Any, torch: Any, quantization: str) -> Any:
+    if quantization not in ("bnb-4bit", "bnb-8bit"):
+        raise InvalidOptionError(f"unknown quantization {quantization!r}", "choose bnb-4bit or bnb-8bit")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise missing_extra("bitsandbytes", "bnb") from None
+    if quantization == "bnb-8bit":
+        return transformers.BitsAndBytesConfig(load_in_8bit=True)
+    return transformers.BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+    )
+
+
+def _apply_adapter(model: Any, adapter: str) -> Any:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise missing_extra("peft", "peft") from None
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except (OSError, ValueError) as exc:
+        raise InvalidModelError(f"could not apply adapter {adapter}: {exc}", "pass a PEFT adapter folder") from None

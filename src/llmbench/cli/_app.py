@@ -1,0 +1,33 @@
+"""The command group. Each command lives in its own module and imports its work lazily."""
+
+from __future__ import annotations
+
+import click
+
+from llmbench import __version__
+from llmbench.cli.backends import backends_command
+from llmbench.cli.run import run_command
+from llmbench.cli.runs import runs_command, show_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="llmbench")
+def cli() -> None:
+    """Measure language models for speed, memory and quality on this machine.
+
+    \b
+    Examples:
+      llmbench run                                   # the bundled SmolLM2-135M on llama.cpp
+      llmbench run --backend transformers -r 3       # the same GGUF through transformers
+      llmbench run model.gguf -p 512 -n 128 --format json
+      llmbench runs                                  # what has been measured so far
+
+    Results are stored in $LLMBENCH_HOME/results.db (default: the user data folder).
+    Set LLMBENCH_DEBUG=1 to see tracebacks.
+    """
+
+
+cli.add_command(run_command)
+cli.add_command(runs_command)
+cli.add_command(show_command)
+cli.add_command(backends_command)

@@ -1,0 +1,115 @@
+"""``llmbench run``: the single-run benchmark."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from llmbench.cli._output import emit_json, format_option
+
+
+def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
+    from llmbench.errors import InvalidOptionError
+
+    options: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InvalidOptionError(f"option {item!r} is not KEY=VALUE", "write it as -o n_gpu_layers=20")
+        options[key.strip()] = _coerce(raw.strip())
+    return options
+
+
+def _coerce(raw: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    return raw
+
+
+@click.command("run")
+@click.argument("model", required=False)
+@click.option("-b", "--backend", help="Backend name (default: llama.cpp for GGUF, transformers for folders).")
+@click.option("-p", "--prompt-tokens", type=int, default=128, show_default=True, help="Synthetic prompt length in tokens.")
+@click.option("-n", "--max-new-tokens", type=int, default=64, show_default=True, help="Tokens to generate.")
+@click.option("--allow-eos", is_flag=True, help="Stop at end-of-sequence instead of forcing exactly -n tokens.")
+@click.option("--prompt", help="A text prompt instead of the synthetic one.")
+@click.option("--chat", is_flag=True, help="Send the prompt through the model's chat template.")
+@click.option("-w", "--warmup", type=int, default=1, show_default=True, help="Untimed warm-up generations.")
+@click.option("-r", "--repetitions", type=int, default=5, show_default=True, help="Timed generations.")
+@click.option("--n-ctx", type=int, default=2048, show_default=True, help="Context size to allocate.")
+@click.option("-t", "--threads", type=int, help="CPU threads (default: all CPUs this process may use).")
+@click.option("--device", help="cpu, cuda, cuda:N, mps or auto.")
+@click.option("--dtype", help="auto, float32, bfloat16 or float16 (transformers).")
+@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy.")
+@click.option("--no-store", is_flag=True, help="Do not save the result.")
+@format_option
+def run_command(
+    model: str | None,
+    backend: str | None,
+    prompt_tokens: int,
+    max_new_tokens: int,
+    allow_eos: bool,
+    prompt: str | None,
+    chat: bool,
+    warmup: int,
+    repetitions: int,
+    n_ctx: int,
+    threads: int | None,
+    device: str | None,
+    dtype: str | None,
+    options: tuple[str, ...],
+    seed: int,
+    temperature: float,
+    no_store: bool,
+    output_format: str,
+) -> None:
+    """Benchmark one model on one backend: load time, TTFT, tok/s, ITL, latency, peak memory.
+
+    MODEL is a .gguf file, a Hugging Face model folder, or a Hub id already in the local cache;
+    without it the bundled SmolLM2-135M-Instruct (Q4_1 GGUF) is used.
+
+    \b
+    Examples:
+      llmbench run
+      llmbench run --backend transformers --dtype bfloat16 -r 3
+      llmbench run ./SmolLM2-135M -p 512 -n 128 -o attn_implementation=sdpa
+      llmbench run model.gguf -o n_gpu_layers=-1 --format json
+    """
+    from llmbench.cli._progress import run_progress
+    from llmbench.cli._tables import print_run
+    from llmbench.scenarios.single_run import BenchmarkConfig, run_benchmark
+    from llmbench.store import Store
+
+    config = BenchmarkConfig(
+        model=model,
+        backend=backend,
+        prompt_tokens=prompt_tokens,
+        max_new_tokens=max_new_tokens,
+        force_new_tokens=not allow_eos,
+        prompt=prompt,
+        chat=chat,
+        warmup=warmup,
+        repetitions=repetitions,
+        n_ctx=n_ctx,
+        threads=threads,
+        device=device,
+        dtype=dtype,
+        options=_parse_options(options),
+        seed=seed,
+        temperature=temperature,
+    )
+    store = None if no_store else Store()
+    with run_progress(output_format == "table", config.model or "SmolLM2-135M-Instruct") as progress:
+        record = run_benchmark(config, store=store, progress=progress)
+    if output_format == "json":
+        emit_json({**record.summary_row(), "config": record.config, "environment": record.environment})
+    else:
+        print_run(record)

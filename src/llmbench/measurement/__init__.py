@@ -1,0 +1,1 @@
+"""Measurement: metric definitions, memory tracking, the machine's fingerprint, synthetic prompts."""

