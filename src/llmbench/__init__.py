@@ -24,7 +24,17 @@ _LAZY = {
     "Store": "llmbench.store",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = [
+    "Backend",
+    "BenchmarkConfig",
+    "GenerationConfig",
+    "LLMBenchError",
+    "Store",
+    "__version__",
+    "get_backend",
+    "resolve_model",
+    "run_benchmark",
+]
 
 if TYPE_CHECKING:
     from llmbench.backends import get_backend

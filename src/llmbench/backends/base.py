@@ -47,7 +47,8 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise InvalidOptionError(
-                f"max_new_tokens must be at least 1, got {self.max_new_tokens}", "use --max-new-tokens 1 or more"
+                f"max_new_tokens must be at least 1, got {self.max_new_tokens}",
+                "use --max-new-tokens 1 or more",
             )
         if self.temperature < 0:
             raise InvalidOptionError(f"temperature must be >= 0, got {self.temperature}", "use 0 for greedy")
@@ -125,6 +126,7 @@ class Backend(ABC):
     @classmethod
     def check_available(cls) -> None:
         """Raise :class:`~llmbench.errors.BackendUnavailableError` when dependencies are missing."""
+        return None
 
     @classmethod
     def library_versions(cls) -> dict[str, str]:
@@ -157,6 +159,7 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Free the model; the backend is unusable afterwards."""
+        return None
 
     # -- built on the above -------------------------------------------------------------------
 
@@ -200,7 +203,7 @@ class Backend(ABC):
 
         config = config or GenerationConfig()
         prompt_ids = self.tokenize(prompt) if isinstance(prompt, str) else list(prompt)
-        tokens: queue.SimpleQueue[int | None | BaseException] = queue.SimpleQueue()
+        tokens: queue.SimpleQueue[int | BaseException | None] = queue.SimpleQueue()
 
         def work() -> None:
             try:

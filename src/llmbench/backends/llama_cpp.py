@@ -176,10 +176,8 @@ class LlamaCppBackend(Backend):
             eos_token=token_text("tokenizer.ggml.eos_token_id"),
             bos_token=token_text("tokenizer.ggml.bos_token_id"),
         )
-        result = formatter(messages=[dict(m) for m in messages])
-        return list(
-            self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
-        )
+        result = formatter(messages=[dict(m) for m in messages])  # type: ignore[misc]
+        return list(self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)

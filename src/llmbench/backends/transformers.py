@@ -28,7 +28,14 @@ from llmbench.backends.base import Backend, FinishReason, GenerationConfig, Load
 from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
 from llmbench.models import ModelRef
 
-_KNOWN_OPTIONS = {"attn_implementation", "device_map", "quantization", "adapter", "trust_remote_code", "allow_pickle"}
+_KNOWN_OPTIONS = {
+    "attn_implementation",
+    "device_map",
+    "quantization",
+    "adapter",
+    "trust_remote_code",
+    "allow_pickle",
+}
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 
@@ -130,9 +137,9 @@ class TransformersBackend(Backend):
 
         eos_ids = self.eos_ids
         force = config.force_new_tokens
-        finished = []
+        finished: list[int] = []
 
-        class TimingStreamer(BaseStreamer):  # type: ignore[misc]
+        class TimingStreamer(BaseStreamer):
             """Hands each new token to ``on_token``; the first ``put`` is the prompt."""
 
             def __init__(self) -> None:
@@ -153,7 +160,7 @@ class TransformersBackend(Backend):
             def end(self) -> None:
                 pass
 
-        generation_config = HFGenerationConfig(
+        generation_config = HFGenerationConfig(  # type: ignore[no-untyped-call]
             max_new_tokens=config.max_new_tokens,
             do_sample=not config.greedy,
             temperature=config.temperature if not config.greedy else None,
@@ -183,7 +190,9 @@ class TransformersBackend(Backend):
     def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
         if not getattr(self.tokenizer, "chat_template", None):
             return super().apply_chat_template(messages)
-        text = self.tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template(
+            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+        )
         return self.tokenize(str(text), add_special_tokens=False)
 
     def close(self) -> None:
@@ -197,8 +206,12 @@ class TransformersBackend(Backend):
 @contextlib.contextmanager
 def _quiet_transformers(transformers: Any) -> Iterator[None]:
     """No progress bars or info logs from transformers while loading (llmbench shows its own)."""
+    import os
+
     logging = transformers.utils.logging
     bars = logging.is_progress_bar_enabled()
+    tqdm_disable = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantizer uses tqdm directly
     verbosity = logging.get_verbosity()
     logging.disable_progress_bar()
     logging.set_verbosity_error()
@@ -206,6 +219,10 @@ def _quiet_transformers(transformers: Any) -> Iterator[None]:
         yield
     finally:
         logging.set_verbosity(verbosity)
+        if tqdm_disable is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = tqdm_disable
         if bars:
             logging.enable_progress_bar()
 

@@ -14,7 +14,14 @@ def run_progress(enabled: bool, description: str) -> Iterator[ProgressCallback]:
     if not enabled:
         yield lambda phase, done, total: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from llmbench.cli._output import console
 

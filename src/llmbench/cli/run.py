@@ -35,7 +35,14 @@ def _coerce(raw: str) -> Any:
 @click.command("run")
 @click.argument("model", required=False)
 @click.option("-b", "--backend", help="Backend name (default: llama.cpp for GGUF, transformers for folders).")
-@click.option("-p", "--prompt-tokens", type=int, default=128, show_default=True, help="Synthetic prompt length in tokens.")
+@click.option(
+    "-p",
+    "--prompt-tokens",
+    type=int,
+    default=128,
+    show_default=True,
+    help="Synthetic prompt length in tokens.",
+)
 @click.option("-n", "--max-new-tokens", type=int, default=64, show_default=True, help="Tokens to generate.")
 @click.option("--allow-eos", is_flag=True, help="Stop at end-of-sequence instead of forcing exactly -n tokens.")
 @click.option("--prompt", help="A text prompt instead of the synthetic one.")

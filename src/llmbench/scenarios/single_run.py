@@ -57,7 +57,9 @@ class BenchmarkConfig:
 
     def __post_init__(self) -> None:
         if self.repetitions < 1:
-            raise InvalidOptionError(f"repetitions must be at least 1, got {self.repetitions}", "use --repetitions 1 or more")
+            raise InvalidOptionError(
+                f"repetitions must be at least 1, got {self.repetitions}", "use --repetitions 1 or more"
+            )
         if self.warmup < 0:
             raise InvalidOptionError(f"warmup must be 0 or more, got {self.warmup}")
         if self.prompt_tokens < 1:
@@ -78,7 +80,11 @@ class BenchmarkConfig:
 
     def load_options(self) -> LoadOptions:
         return LoadOptions(
-            n_ctx=self.n_ctx, threads=self.threads, device=self.device, dtype=self.dtype, extra=dict(self.options)
+            n_ctx=self.n_ctx,
+            threads=self.threads,
+            device=self.device,
+            dtype=self.dtype,
+            extra=dict(self.options),
         )
 
 

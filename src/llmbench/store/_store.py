@@ -126,7 +126,14 @@ class Store:
             self.db.executemany(
                 "INSERT INTO repetitions (run_id, idx, warmup, metrics, itl_gaps, text) VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (run.id, rep.index, int(rep.warmup), _dumps(rep.metrics), _dumps(list(rep.itl_gaps)), rep.text)
+                    (
+                        run.id,
+                        rep.index,
+                        int(rep.warmup),
+                        _dumps(rep.metrics),
+                        _dumps(list(rep.itl_gaps)),
+                        rep.text,
+                    )
                     for rep in run.repetitions
                 ],
             )
