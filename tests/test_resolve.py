@@ -1,0 +1,109 @@
+"""Model arguments: the default model, GGUF files, HF folders, cached Hub ids, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from llmbench.errors import InvalidModelError, ModelNotFoundError
+from llmbench.models import ModelRef, resolve_model
+from llmbench.models._gguf import read_gguf_header
+
+
+def test_default_model_is_the_bundled_smollm2(smollm2: ModelRef) -> None:
+    assert smollm2.source == "default" and smollm2.format == "gguf"
+    assert smollm2.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert smollm2.size_bytes == smollm2.path.stat().st_size > 50_000_000
+
+
+def test_gguf_header_matches_the_gguf_package(smollm2: ModelRef) -> None:
+    from gguf import GGUFReader
+
+    header = read_gguf_header(smollm2.path)
+    reader = GGUFReader(smollm2.path)
+    assert header.architecture == "llama"
+    assert header.data_offset == reader.data_offset
+    assert [t.name for t in header.tensors] == [t.name for t in reader.tensors]
+    assert [t.n_bytes for t in header.tensors] == [int(t.n_bytes) for t in reader.tensors]
+    assert header.metadata["llama.block_count"] == 30
+    assert header.metadata["tokenizer.ggml.tokens"] == {"type": "string", "length": 49152}
+
+
+def test_missing_path() -> None:
+    with pytest.raises(ModelNotFoundError, match="model not found"):
+        resolve_model("/nonexistent/model.gguf")
+
+
+def test_not_a_gguf(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.gguf"
+    bogus.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    with pytest.raises(InvalidModelError, match="not a GGUF file"):
+        resolve_model(bogus)
+
+
+@pytest.mark.parametrize("keep", [30, 4096, 2_000_000, 60_000_000])
+def test_truncated_gguf(tmp_path: Path, smollm2: ModelRef, keep: int) -> None:
+    truncated = tmp_path / "cut.gguf"
+    with smollm2.path.open("rb") as source, truncated.open("wb") as target:
+        target.write(source.read(keep))
+    with pytest.raises(InvalidModelError, match="truncated|too small|corrupt"):
+        resolve_model(truncated)
+
+
+def test_folder_without_config(tmp_path: Path) -> None:
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(InvalidModelError, match="no config.json"):
+        resolve_model(tmp_path)
+
+
+def test_malformed_config(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(InvalidModelError, match="not valid JSON"):
+        resolve_model(tmp_path)
+
+
+def test_folder_with_one_gguf(tmp_path: Path, smollm2: ModelRef) -> None:
+    (tmp_path / "only.gguf").symlink_to(smollm2.path)
+    ref = resolve_model(tmp_path)
+    assert ref.format == "gguf"
+
+
+def _fake_hub_cache(root: Path, repo_id: str, files: dict[str, bytes]) -> Path:
+    repo = root / "hub" / f"models--{repo_id.replace('/', '--')}"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / revision
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    for name, data in files.items():
+        blob = repo / "blobs" / f"blob-{name}"
+        blob.write_bytes(data)
+        (snapshot / name).symlink_to(blob)
+    return snapshot
+
+
+def test_hub_id_found_in_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    _fake_hub_cache(tmp_path, "acme/tiny", {"config.json": b'{"model_type": "llama"}', "model.safetensors": b"x" * 10})
+    ref = resolve_model("acme/tiny")
+    assert ref.source == "hf-cache" and ref.format == "hf" and ref.name == "acme/tiny"
+    assert ref.size_bytes >= 10
+
+
+def test_hub_id_absent_is_a_clear_error_not_a_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # even online, a missing id must not trigger a download
+    with pytest.raises(ModelNotFoundError, match="nor in the Hugging Face cache"):
+        resolve_model("acme/absent-model")
+
+
+def test_copy_of_default_model_resolves_as_a_path(tmp_path: Path, smollm2: ModelRef) -> None:
+    copy = tmp_path / "copy.gguf"
+    shutil.copyfile(smollm2.path, copy)
+    ref = resolve_model(copy)
+    assert ref.source == "path" and ref.size_bytes == smollm2.size_bytes
