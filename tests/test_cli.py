@@ -101,7 +101,7 @@ def test_debug_shows_traceback() -> None:
 def test_errors_keep_what_is_stored(env_setup: Path) -> None:
     with Store() as store:
         store.save(RunRecord("generate", "ok", "kept", "fake", {}, {}, metrics={"x": 1}))
-    code, _, err = run_cli("run", "/no/such/model.gguf")
+    code, _, _ = run_cli("run", "/no/such/model.gguf")
     assert code == 2
     code, out, _ = run_cli("runs", "--format", "json")
     assert code == 0 and [row["model"] for row in json.loads(out)] == ["kept"]

@@ -48,13 +48,13 @@ def test_truncated_gguf(tmp_path: Path, smollm2: ModelRef, keep: int) -> None:
     truncated = tmp_path / "cut.gguf"
     with smollm2.path.open("rb") as source, truncated.open("wb") as target:
         target.write(source.read(keep))
-    with pytest.raises(InvalidModelError, match="truncated|too small|corrupt"):
+    with pytest.raises(InvalidModelError, match=r"truncated|too small|corrupt"):
         resolve_model(truncated)
 
 
 def test_folder_without_config(tmp_path: Path) -> None:
     (tmp_path / "weights.safetensors").write_bytes(b"")
-    with pytest.raises(InvalidModelError, match="no config.json"):
+    with pytest.raises(InvalidModelError, match=r"no config\.json"):
         resolve_model(tmp_path)
 
 
