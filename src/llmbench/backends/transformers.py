@@ -208,7 +208,9 @@ def _quiet_transformers(transformers: Any) -> Iterator[None]:
     """No progress bars or info logs from transformers while loading (llmbench shows its own)."""
     from functools import partial
 
-    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers import modeling_gguf_pytorch_utils
+
+    gguf_utils: Any = modeling_gguf_pytorch_utils
 
     logging = transformers.utils.logging
     bars = logging.is_progress_bar_enabled()
