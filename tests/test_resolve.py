@@ -85,9 +85,15 @@ def _fake_hub_cache(root: Path, repo_id: str, files: dict[str, bytes]) -> Path:
     return snapshot
 
 
+def _use_cache(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point huggingface_hub at ``root/hub`` (its constants are read once, at import)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(root / "hub"))
+
+
 def test_hub_id_found_in_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    _use_cache(tmp_path, monkeypatch)
     _fake_hub_cache(tmp_path, "acme/tiny", {"config.json": b'{"model_type": "llama"}', "model.safetensors": b"x" * 10})
     ref = resolve_model("acme/tiny")
     assert ref.source == "hf-cache" and ref.format == "hf" and ref.name == "acme/tiny"
@@ -95,8 +101,7 @@ def test_hub_id_found_in_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_hub_id_absent_is_a_clear_error_not_a_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    _use_cache(tmp_path, monkeypatch)
     monkeypatch.delenv("HF_HUB_OFFLINE")  # even online, a missing id must not trigger a download
     with pytest.raises(ModelNotFoundError, match="nor in the Hugging Face cache"):
         resolve_model("acme/absent-model")

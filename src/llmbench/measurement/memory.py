@@ -19,7 +19,8 @@ from types import TracebackType
 
 import psutil
 
-DEFAULT_INTERVAL_S = 0.02
+DEFAULT_INTERVAL_S = 0.05
+"""Sampling period. On Linux the kernel's high-water mark catches what falls between samples."""
 
 
 @dataclass(frozen=True)
