@@ -104,6 +104,10 @@ class PeakMemoryTracker:
         self._hwm_reset = False
         self.peak: MemoryPeak | None = None
 
+    def current_rss(self) -> int:
+        """This process's resident set size now."""
+        return int(self._process.memory_info().rss)
+
     def _sample(self) -> None:
         rss = self._process.memory_info().rss
         self._rss_peak = max(self._rss_peak, rss)

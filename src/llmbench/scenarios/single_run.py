@@ -17,7 +17,7 @@ from llmbench.backends import default_backend_for, get_backend
 from llmbench.backends.base import Backend, Generation, GenerationConfig, LoadOptions
 from llmbench.errors import InvalidModelError, InvalidOptionError, LLMBenchError
 from llmbench.measurement.fingerprint import fingerprint
-from llmbench.measurement.memory import PeakMemoryTracker
+from llmbench.measurement.memory import MemoryPeak, PeakMemoryTracker
 from llmbench.measurement.metrics import GenerationMetrics, generation_metrics, summarise
 from llmbench.measurement.prompts import DEFAULT_CHAT_PROMPT, synthetic_prompt_ids
 from llmbench.models import ModelRef, resolve_model
@@ -114,90 +114,128 @@ def _prompt_ids(backend: Backend, config: BenchmarkConfig) -> list[int]:
     return synthetic_prompt_ids(backend, config.prompt_tokens)
 
 
+@dataclass
+class _Progress:
+    """What a run has measured so far; kept when it fails half-way."""
+
+    metrics: dict[str, Any]
+    config: dict[str, Any]
+    repetitions: list[Repetition] = field(default_factory=list)
+    measured: list[GenerationMetrics] = field(default_factory=list)
+    sample_text: str | None = None
+
+
 def run_benchmark(
     config: BenchmarkConfig, store: Store | None = None, progress: ProgressCallback | None = None
 ) -> RunRecord:
-    """Run the benchmark, save it to ``store`` (if given) and return the stored record."""
+    """Run the benchmark, save it to ``store`` (if given) and return the stored record.
+
+    A failure after the model was loaded is stored as a ``failed`` run (``interrupted`` for
+    Ctrl-C) with the repetitions it completed, then re-raised.
+    """
     report = progress or (lambda phase, done, total: None)
     model = resolve_model(config.model)
     backend_cls = select_backend(model, config.backend)
-    stored_config = asdict(config) | {"model_path": str(model.path), "backend": backend_cls.name}
-    repetitions: list[Repetition] = []
-    measured: list[GenerationMetrics] = []
-    texts: list[str] = []
-    metrics: dict[str, Any] = {"model_size_bytes": model.size_bytes}
-    error: str | None = None
+    state = _Progress(
+        metrics={"model_size_bytes": model.size_bytes},
+        config=asdict(config) | {"model_path": str(model.path), "backend": backend_cls.name},
+    )
     failure: BaseException | None = None
     tracker = PeakMemoryTracker()
-    backend: Backend | None = None
     try:
         with tracker:
-            report("load", 0, 1)
-            t0 = time.perf_counter()
-            backend = backend_cls(model, config.load_options())
-            metrics["load_s"] = time.perf_counter() - t0
-            metrics["rss_after_load_bytes"] = tracker._process.memory_info().rss
-            report("load", 1, 1)
-            prompt_ids = _prompt_ids(backend, config)
-            stored_config["prompt_length"] = len(prompt_ids)
-            stored_config["threads"] = getattr(backend, "threads", config.threads)
-            generation_config = config.generation_config()
-            total = config.warmup + config.repetitions
-            for index in range(total):
-                warm = index < config.warmup
-                generation = backend.generate(prompt_ids, generation_config)
-                one = generation_metrics(generation)
-                repetitions.append(Repetition(index, warm, one.as_dict(), one.itl_gaps, generation.text))
-                if not warm:
-                    measured.append(one)
-                    texts.append(generation.text)
-                _check_forced(config, generation)
-                report("warmup" if warm else "measure", index + 1, total)
-    except (LLMBenchError, KeyboardInterrupt) as exc:
+            _measure(backend_cls, model, config, state, tracker, report)
+    except (Exception, KeyboardInterrupt) as exc:
         failure = exc
-        error = str(exc) if not isinstance(exc, KeyboardInterrupt) else "interrupted"
-    except Exception as exc:
-        failure = exc
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        if backend is not None:
-            backend.close()
-    peak = tracker.peak
-    if peak is not None:
-        metrics["peak_rss_bytes"] = peak.rss_bytes
-        metrics["rss_before_load_bytes"] = peak.rss_start_bytes
-        metrics["memory_samples"] = peak.samples
-        if peak.cuda_allocated_bytes is not None:
-            metrics["peak_vram_allocated_bytes"] = peak.cuda_allocated_bytes
-            metrics["peak_vram_reserved_bytes"] = peak.cuda_reserved_bytes
-        if peak.nvml_used_bytes is not None:
-            metrics["peak_vram_nvml_bytes"] = peak.nvml_used_bytes
-    if measured:
-        metrics["summary"] = {name: s.as_dict() for name, s in summarise(measured).items()}
-        metrics["repetitions"] = len(measured)
+    if tracker.peak is not None:
+        state.metrics |= _memory_metrics(tracker.peak)
+    if state.measured:
+        state.metrics["summary"] = {name: s.as_dict() for name, s in summarise(state.measured).items()}
+        state.metrics["repetitions"] = len(state.measured)
+        state.metrics["sample_text"] = state.sample_text
     environment = fingerprint(include_llama_cpp=backend_cls.name == "llama.cpp")
     environment["backend_libraries"] = backend_cls.library_versions()
     record = RunRecord(
         kind="generate",
-        status="failed" if failure is not None and not isinstance(failure, KeyboardInterrupt) else "ok",
+        status=_status(failure),
         model=model.name,
         model_path=str(model.path),
         backend=backend_cls.name,
-        config=stored_config,
+        config=state.config,
         environment=environment,
-        metrics=metrics,
-        error=error,
-        repetitions=repetitions,
+        metrics=state.metrics,
+        error=_describe(failure),
+        repetitions=state.repetitions,
     )
-    if isinstance(failure, KeyboardInterrupt):
-        record.status = "interrupted"
-    if texts:
-        record.metrics = metrics | {"sample_text": texts[0]}
-    if store is not None and (failure is None or repetitions or "load_s" in metrics):
+    if store is not None and (failure is None or "load_s" in state.metrics):
         store.save(record)
     if failure is not None:
         raise failure
     return record
+
+
+def _measure(
+    backend_cls: type[Backend],
+    model: ModelRef,
+    config: BenchmarkConfig,
+    state: _Progress,
+    tracker: PeakMemoryTracker,
+    report: ProgressCallback,
+) -> None:
+    report("load", 0, 1)
+    t0 = time.perf_counter()
+    backend = backend_cls(model, config.load_options())
+    try:
+        state.metrics["load_s"] = time.perf_counter() - t0
+        state.metrics["rss_after_load_bytes"] = tracker.current_rss()
+        report("load", 1, 1)
+        prompt_ids = _prompt_ids(backend, config)
+        state.config["prompt_length"] = len(prompt_ids)
+        state.config["threads"] = getattr(backend, "threads", config.threads)
+        generation_config = config.generation_config()
+        total = config.warmup + config.repetitions
+        for index in range(total):
+            warm = index < config.warmup
+            generation = backend.generate(prompt_ids, generation_config)
+            one = generation_metrics(generation)
+            state.repetitions.append(Repetition(index, warm, one.as_dict(), one.itl_gaps, generation.text))
+            if not warm:
+                state.measured.append(one)
+                state.sample_text = state.sample_text or generation.text
+            _check_forced(config, generation)
+            report("warmup" if warm else "measure", index + 1, total)
+    finally:
+        backend.close()
+
+
+def _memory_metrics(peak: MemoryPeak) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "peak_rss_bytes": peak.rss_bytes,
+        "rss_before_load_bytes": peak.rss_start_bytes,
+        "memory_samples": peak.samples,
+    }
+    if peak.cuda_allocated_bytes is not None:
+        metrics["peak_vram_allocated_bytes"] = peak.cuda_allocated_bytes
+        metrics["peak_vram_reserved_bytes"] = peak.cuda_reserved_bytes
+    if peak.nvml_used_bytes is not None:
+        metrics["peak_vram_nvml_bytes"] = peak.nvml_used_bytes
+    return metrics
+
+
+def _status(failure: BaseException | None) -> str:
+    if failure is None:
+        return "ok"
+    return "interrupted" if isinstance(failure, KeyboardInterrupt) else "failed"
+
+
+def _describe(failure: BaseException | None) -> str | None:
+    if failure is None:
+        return None
+    if isinstance(failure, KeyboardInterrupt):
+        return "interrupted"
+    if isinstance(failure, LLMBenchError):
+        return str(failure)
+    return f"{type(failure).__name__}: {failure}"
 
 
 def _check_forced(config: BenchmarkConfig, generation: Generation) -> None:
