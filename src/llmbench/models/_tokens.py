@@ -1,0 +1,98 @@
+"""Tokenizer efficiency: how many tokens a model spends on a text, side by side.
+
+Tokenizers come from Hugging Face folders (``AutoTokenizer``) or GGUF files (llama.cpp with
+``vocab_only=True``: only the vocabulary is read, so vocab-only GGUFs work too). Special tokens are
+not added, so the count is the text's own. Words are whitespace-separated runs, as people count
+them ("100 tokens are about 75 words" is ``words_per_100_tokens``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from llmbench.errors import InvalidModelError, missing_extra
+from llmbench.models._resolve import ModelRef, resolve_model
+
+_WORD = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class TokenStats:
+    model: str
+    tokenizer: str
+    tokens: int
+    words: int
+    characters: int
+    utf8_bytes: int
+
+    @property
+    def tokens_per_word(self) -> float:
+        return self.tokens / self.words if self.words else float("nan")
+
+    @property
+    def characters_per_token(self) -> float:
+        return self.characters / self.tokens if self.tokens else float("nan")
+
+    @property
+    def words_per_100_tokens(self) -> float:
+        return 100 * self.words / self.tokens if self.tokens else float("nan")
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "tokenizer": self.tokenizer,
+            "tokens": self.tokens,
+            "words": self.words,
+            "characters": self.characters,
+            "utf8_bytes": self.utf8_bytes,
+            "tokens_per_word": self.tokens_per_word,
+            "characters_per_token": self.characters_per_token,
+            "words_per_100_tokens": self.words_per_100_tokens,
+        }
+
+
+def tokenizer_for(model: ModelRef) -> tuple[str, Callable[[str], list[int]]]:
+    """A (description, encode) pair for the model's own tokenizer, without loading weights."""
+    if model.format == "gguf":
+        try:
+            import llama_cpp
+        except ImportError:
+            raise missing_extra("llama-cpp-python", "llama-cpp") from None
+        from llmbench.backends.llama_cpp import _quiet_stderr
+
+        try:
+            with _quiet_stderr():
+                vocab = llama_cpp.Llama(str(model.path), vocab_only=True, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise InvalidModelError(f"llama.cpp could not read the vocabulary of {model.path} ({exc})") from None
+        return "llama.cpp (GGUF)", lambda text: list(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+    if model.format == "hf":
+        try:
+            from transformers import AutoTokenizer
+        except ImportError:
+            raise missing_extra("transformers", "hf") from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(model.path))
+        except (OSError, ValueError) as exc:
+            raise InvalidModelError(
+                f"{model.name} has no usable tokenizer ({str(exc).splitlines()[0]})",
+                "the folder needs tokenizer.json or tokenizer.model",
+            ) from None
+        kind = f"transformers ({type(tokenizer).__name__})"
+        return kind, lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    raise InvalidModelError(f"{model.name} is a PEFT adapter: its tokenizer is its base model's", "pass the base")
+
+
+def token_stats(model: str | None, text: str) -> TokenStats:
+    ref = resolve_model(model)
+    kind, encode = tokenizer_for(ref)
+    return TokenStats(
+        model=ref.name,
+        tokenizer=kind,
+        tokens=len(encode(text)),
+        words=len(_WORD.findall(text)),
+        characters=len(text),
+        utf8_bytes=len(text.encode("utf-8")),
+    )

@@ -1,0 +1,133 @@
+"""A plan for a model argument, with the device's size and the measured peak from the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from llmbench.models import resolve_model
+from llmbench.models._params import count_parameters
+from llmbench.models._spec import read_spec
+from llmbench.planning._plan import MemoryPlan, PlanRequest, plan_memory
+
+
+@dataclass(frozen=True)
+class Measured:
+    run_id: str
+    peak_bytes: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    plan: MemoryPlan
+    measured: Measured | None
+
+    @property
+    def error(self) -> float | None:
+        if self.measured is None or not self.measured.peak_bytes:
+            return None
+        return (self.plan.total - self.measured.peak_bytes) / self.measured.peak_bytes
+
+    def as_dict(self) -> dict[str, Any]:
+        plan = self.plan
+        return {
+            "model": plan.model,
+            "backend": plan.request.backend,
+            "weights_format": plan.weights_format,
+            "context": plan.request.context,
+            "batch": plan.request.batch,
+            "purpose": plan.request.purpose,
+            "device": plan.request.device,
+            "terms": [{"name": t.name, "bytes": t.bytes, "formula": t.formula} for t in plan.terms],
+            "total_bytes": plan.total,
+            "kv_bytes_per_token": plan.kv_bytes_per_token(),
+            "device_bytes": plan.device_bytes,
+            "fits": plan.fits,
+            "notes": list(plan.notes),
+            "measured": None
+            if self.measured is None
+            else {"run_id": self.measured.run_id, "peak_bytes": self.measured.peak_bytes, "error": self.error},
+        }
+
+
+def _device_bytes(device: str) -> int | None:
+    if device == "cpu":
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    from llmbench.measurement.fingerprint import gpus
+
+    found = gpus()
+    return int(found[0]["memory_bytes"]) if found else None
+
+
+def plan_for(
+    model: str | None,
+    *,
+    backend: str | None,
+    dtype: str | None,
+    kv_dtype: str | None,
+    context: int,
+    prompt: int | None,
+    batch: int,
+    purpose: Literal["generate", "score"],
+    device: Literal["cpu", "gpu"],
+    device_bytes: int | None,
+) -> PlanResult:
+    from llmbench.backends import default_backend_for
+
+    ref = resolve_model(model)
+    spec = read_spec(ref)
+    params = count_parameters(spec)
+    backend = backend or default_backend_for(ref.format)
+    measured_run = _matching_run(str(ref.path), backend, dtype, context, prompt) if device == "cpu" else None
+    baseline = baseline_source = None
+    if measured_run is not None:
+        baseline = measured_run["metrics"].get("rss_before_load_bytes")
+        baseline_source = f"measured in run {measured_run['id']}"
+    request = PlanRequest(
+        backend=backend,
+        context=context,
+        prompt=prompt,
+        batch=batch,
+        dtype=dtype,
+        kv_dtype=kv_dtype,
+        purpose=purpose,
+        device=device,
+        device_bytes=device_bytes if device_bytes is not None else _device_bytes(device),
+        process_baseline=baseline,
+    )
+    plan = plan_memory(spec, params, request, baseline_source)
+    measured = None
+    if measured_run is not None:
+        measured = Measured(measured_run["id"], measured_run["metrics"]["peak_rss_bytes"], measured_run["created_at"])
+    return PlanResult(plan, measured)
+
+
+def kv_context(backend: str, config: dict[str, Any]) -> int:
+    """The tokens a stored run's KV cache held: n_ctx on llama.cpp, prompt + new tokens otherwise."""
+    if backend == "llama.cpp":
+        return int(config.get("n_ctx") or 0)
+    return int(config.get("prompt_length") or config.get("prompt_tokens") or 0) + int(config.get("max_new_tokens") or 0)
+
+
+def _matching_run(
+    model_path: str, backend: str, dtype: str | None, context: int, prompt: int | None
+) -> dict[str, Any] | None:
+    """The newest successful stored run of this model, backend, dtype and KV context, if any."""
+    from llmbench.store import Store
+
+    with Store() as store:
+        for record in store.runs(kind="generate"):
+            config = record.config
+            if record.status != "ok" or record.model_path != model_path or record.backend != backend:
+                continue
+            if (config.get("dtype") or None) != (dtype or None) or kv_context(backend, config) != context:
+                continue
+            if prompt is not None and config.get("prompt_length") != prompt:
+                continue
+            metrics = record.metrics or {}
+            if metrics.get("peak_rss_bytes"):
+                return {"id": record.id, "metrics": metrics, "created_at": record.created_at}
+    return None

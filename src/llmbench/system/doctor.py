@@ -1,0 +1,198 @@
+"""``llmbench doctor``: what this machine can run, and why not where it cannot.
+
+Every finding has a status (``ok``, ``warn``, ``missing`` or ``info``), a detail and, where
+something can be done, a hint. The machine facts come from the same fingerprint code that is stored
+with every result (``llmbench.measurement.fingerprint``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llmbench.measurement import fingerprint as fp
+
+Status = Literal["ok", "warn", "missing", "info"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    area: str
+    status: Status
+    detail: str
+    hint: str | None = None
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2**30:.1f} GiB"
+
+
+def _cpu() -> list[Finding]:
+    flags = set(fp.cpu_flags())
+    findings = [Finding("cpu", "info", f"{fp.cpu_model()}; {len(fp.cpu_flags())} relevant ISA flags")]
+    if "avx2" in flags or "asimd" in flags or "neon" in flags:
+        findings.append(Finding("cpu.simd", "ok", "AVX2/NEON present: llama.cpp's fast CPU kernels apply"))
+    else:
+        findings.append(
+            Finding("cpu.simd", "warn", "no AVX2 or NEON", "expect slow CPU inference; quantized GGUF helps least here")
+        )
+    avx512 = sorted(f for f in flags if f.startswith("avx512"))
+    findings.append(Finding("cpu.avx512", "ok" if avx512 else "info", ", ".join(avx512) if avx512 else "no AVX-512"))
+    amx = sorted(f for f in flags if f.startswith("amx"))
+    findings.append(
+        Finding(
+            "cpu.amx",
+            "ok" if amx else "info",
+            ", ".join(amx) if amx else "no AMX",
+            None if amx else "AMX (Sapphire Rapids and later) speeds up bf16/int8 matmuls in torch",
+        )
+    )
+    return findings
+
+
+def _memory() -> list[Finding]:
+    import psutil
+
+    memory = psutil.virtual_memory()
+    findings = [Finding("ram", "info", f"{_gib(memory.total)} total, {_gib(memory.available)} available")]
+    from llmbench.paths import user_dir
+
+    for label, path in (("disk.llmbench_home", user_dir()), ("disk.hf_cache", _hf_cache())):
+        existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+        free = shutil.disk_usage(existing).free
+        status: Status = "ok" if free > 20 * 2**30 else "warn"
+        hint = None if status == "ok" else "less than 20 GiB free: a 7B model in fp16 alone needs 13 GiB"
+        findings.append(Finding(label, status, f"{path}: {_gib(free)} free", hint))
+    return findings
+
+
+def _hf_cache() -> Path:
+    try:
+        from huggingface_hub import constants
+
+        return Path(constants.HF_HUB_CACHE)
+    except ImportError:
+        return Path.home() / ".cache" / "huggingface" / "hub"
+
+
+def _accelerators() -> list[Finding]:
+    findings: list[Finding] = []
+    gpus = fp.gpus()
+    if gpus:
+        for gpu in gpus:
+            findings.append(
+                Finding(
+                    f"gpu.{gpu['index']}",
+                    "ok",
+                    f"{gpu['name']}, {_gib(gpu['memory_bytes'])}, driver {gpu['driver']}, CUDA driver "
+                    f"{gpu['cuda_driver']}, compute capability {gpu['compute_capability']}",
+                )
+            )
+    else:
+        reason = "NVML found no NVIDIA GPU"
+        if not Path("/proc/driver/nvidia/version").exists() and sys.platform.startswith("linux"):
+            reason += " (no NVIDIA kernel driver loaded)"
+        findings.append(Finding("gpu", "info", reason))
+    try:
+        import torch
+    except ImportError:
+        findings.append(
+            Finding("cuda", "missing", "torch is not installed", "pip install torch==2.13.0 'llmbench[hf]'")
+        )
+        return findings
+    cuda_build = getattr(torch.version, "cuda", None)
+    hip_build = getattr(torch.version, "hip", None)
+    if torch.cuda.is_available():
+        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+        findings.append(Finding("cuda", "ok", f"torch {torch.__version__} sees {names} (CUDA {cuda_build})"))
+    else:
+        if hip_build:
+            why = f"torch is a ROCm build (HIP {hip_build}) but sees no AMD GPU"
+        elif cuda_build is None:
+            why = f"torch {torch.__version__} is a CPU-only build"
+        elif not gpus:
+            why = f"torch {torch.__version__} has CUDA {cuda_build} but there is no NVIDIA GPU"
+        else:
+            why = f"torch {torch.__version__} has CUDA {cuda_build} but cannot initialise it (driver too old?)"
+        hint = "install a CUDA build of torch on a machine with an NVIDIA GPU" if gpus or cuda_build is None else None
+        findings.append(Finding("cuda", "info", f"CUDA not available: {why}", hint))
+    mps = getattr(torch.backends, "mps", None)
+    if sys.platform == "darwin" and mps is not None:
+        findings.append(Finding("mps", "ok" if mps.is_available() else "info", f"MPS available: {mps.is_available()}"))
+    return findings
+
+
+def _backends() -> list[Finding]:
+    from llmbench.backends import backend_names, get_backend
+    from llmbench.errors import LLMBenchError
+
+    findings = []
+    for name in backend_names():
+        if name == "fake":
+            continue
+        try:
+            cls = get_backend(name)
+            cls.check_available()
+        except LLMBenchError as exc:
+            findings.append(Finding(f"backend.{name}", "missing", exc.message, exc.hint))
+            continue
+        versions = ", ".join(f"{k} {v}" for k, v in cls.library_versions().items() if k != "system_info")
+        findings.append(Finding(f"backend.{name}", "ok", versions or "installed"))
+    try:
+        import llama_cpp
+
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        findings.append(
+            Finding(
+                "llama.cpp.gpu_offload",
+                "ok" if offload else "info",
+                f"this llama.cpp build {'can' if offload else 'cannot'} offload layers to a GPU",
+                None if offload else "rebuild with CMAKE_ARGS=-DGGML_CUDA=on for GPU offload",
+            )
+        )
+    except ImportError:
+        pass
+    return findings
+
+
+_KERNELS = (
+    ("bitsandbytes", "bitsandbytes", "pip install 'llmbench[bnb]' (needs a CUDA GPU for 4/8-bit)"),
+    ("flash_attn", "flash-attn", "pip install flash-attn (CUDA, Ampere or newer)"),
+    ("gptqmodel", "gptqmodel", "pip install gptqmodel (GPTQ kernels)"),
+    ("auto_gptq", "auto-gptq", "pip install auto-gptq (older GPTQ kernels)"),
+    ("awq", "autoawq", "pip install autoawq (AWQ kernels)"),
+    ("peft", "peft", "pip install 'llmbench[peft]'"),
+)
+
+
+def _kernels() -> list[Finding]:
+    findings = []
+    for module, distribution, hint in _KERNELS:
+        version = fp.distribution_version(distribution)
+        if version == fp.NOT_INSTALLED:
+            findings.append(Finding(f"kernels.{distribution}", "missing", "not installed", hint))
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as exc:  # a kernel package that is installed but cannot load says why
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            findings.append(
+                Finding(f"kernels.{distribution}", "warn", f"{version} installed but fails to load: {message}")
+            )
+            continue
+        findings.append(Finding(f"kernels.{distribution}", "ok", f"{version} loads"))
+    return findings
+
+
+def diagnose() -> list[Finding]:
+    info = fp.fingerprint()
+    findings = [
+        Finding("system", "info", f"{info['os']}; Python {info['python']}; {info['cpu_logical_cores']} CPUs"),
+    ]
+    for part in (_cpu, _memory, _accelerators, _backends, _kernels):
+        findings.extend(part())
+    return findings
