@@ -42,7 +42,14 @@ def main() -> None:
     configs = [
         ("llama.cpp Q4_1 n_ctx 2048", gguf, "llama.cpp", None, ["--n-ctx", "2048", "-p", "128", "-n", "64"], 2048),
         ("llama.cpp Q4_1 n_ctx 8192", gguf, "llama.cpp", None, ["--n-ctx", "8192", "-p", "128", "-n", "64"], 8192),
-        ("llama.cpp Q4_1 8192, prompt 4000", gguf, "llama.cpp", None, ["--n-ctx", "8192", "-p", "4000", "-n", "64"], 8192),
+        (
+            "llama.cpp Q4_1 8192, prompt 4000",
+            gguf,
+            "llama.cpp",
+            None,
+            ["--n-ctx", "8192", "-p", "4000", "-n", "64"],
+            8192,
+        ),
         ("transformers GGUF->fp32", gguf, "transformers", None, ["-p", "128", "-n", "64"], 192),
         ("transformers fp32 folder", hf, "transformers", "float32", ["-p", "128", "-n", "64"], 192),
         ("transformers bf16 from fp32", hf, "transformers", "bfloat16", ["-p", "128", "-n", "64"], 192),

@@ -119,3 +119,25 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
         timeout=timeout,
     )
     return proc.returncode, proc.stdout, proc.stderr
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf_dir(tmp_path_factory: pytest.TempPathFactory, smollm2: ModelRef) -> Path:
+    """The bundled SmolLM2 re-saved by transformers as a float32 safetensors folder."""
+    from llmbench.models._convert import export_gguf_as_hf
+
+    return export_gguf_as_hf(smollm2.path, tmp_path_factory.mktemp("smollm2-hf"))
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_share() -> Path:
+    """llama.cpp sources from the llama-cpp-python sdist (vocab-only GGUFs, converter), set up by make."""
+    import sys
+
+    folder = Path(os.environ.get("LLMBENCH_LLAMA_CPP_SRC", Path(sys.prefix) / "share" / "llama.cpp"))
+    if not (folder / "models").is_dir():
+        pytest.fail(f"{folder} is missing: run make install (it extracts llama.cpp's sources from the sdist)")
+    return folder
