@@ -22,10 +22,13 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from llmbench.errors import InvalidOptionError
 from llmbench.models import ModelRef
+
+if TYPE_CHECKING:
+    from llmbench.scoring._requests import ScoringRequest
 
 Message = Mapping[str, str]
 FinishReason = Literal["length", "stop"]
@@ -156,6 +159,12 @@ class Backend(ABC):
     def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
         """Prompt ids for ``messages`` through the model's own chat template."""
         raise InvalidOptionError(f"the {self.name} backend has no chat template for {self.model.name}")
+
+    def score(self, requests: Sequence[ScoringRequest]) -> list[list[list[float]]]:
+        """Per request, per continuation: log-probs of the scored tokens (``can_score`` backends)."""
+        raise InvalidOptionError(
+            f"the {self.name} backend cannot score completions", "use the transformers or llama.cpp backend"
+        )
 
     def close(self) -> None:
         """Free the model; the backend is unusable afterwards."""

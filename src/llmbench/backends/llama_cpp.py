@@ -23,6 +23,7 @@ from llmbench.backends._threads import default_threads
 from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message
 from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
 from llmbench.models import ModelRef
+from llmbench.scoring._requests import ScoringRequest
 
 _KNOWN_OPTIONS = {"n_gpu_layers", "n_batch", "n_ubatch", "flash_attn", "use_mmap", "use_mlock", "logits_all"}
 
@@ -58,6 +59,7 @@ class LlamaCppBackend(Backend):
     formats = frozenset({"gguf"})
     can_stream = True
     can_chat = True
+    can_score = True
 
     @classmethod
     def check_available(cls) -> None:
@@ -114,6 +116,7 @@ class LlamaCppBackend(Backend):
                 f"llama.cpp could not load {model.path} ({exc})",
                 "check the file is a complete GGUF of an architecture this llama-cpp-python supports",
             ) from None
+        self._scorer: Any = None
         self._is_eog = partial(llama_cpp.llama_vocab_is_eog, self.llm._model.vocab)
 
     def generate_tokens(
@@ -150,6 +153,14 @@ class LlamaCppBackend(Backend):
                 return "length"
         return "length"
 
+    def score(self, requests: Sequence[ScoringRequest]) -> list[list[list[float]]]:
+        from llmbench.scoring.llama_cpp import Scorer
+
+        if self._scorer is None:
+            self._scorer = Scorer(self.llm, n_ctx=self.options.n_ctx)
+        scorer: Scorer = self._scorer
+        return scorer.token_logprobs(requests)
+
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=True))
 
@@ -180,6 +191,9 @@ class LlamaCppBackend(Backend):
         return list(self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
 
     def close(self) -> None:
+        if getattr(self, "_scorer", None) is not None:
+            self._scorer.close()
+            self._scorer = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()

@@ -27,6 +27,7 @@ from llmbench.backends._threads import default_threads
 from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message
 from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
 from llmbench.models import ModelRef
+from llmbench.scoring._requests import ScoringRequest
 
 _KNOWN_OPTIONS = {
     "attn_implementation",
@@ -58,6 +59,7 @@ class TransformersBackend(Backend):
     formats = frozenset({"gguf", "hf"})
     can_stream = True
     can_chat = True
+    can_score = True
 
     @classmethod
     def check_available(cls) -> None:
@@ -180,6 +182,11 @@ class TransformersBackend(Backend):
                 streamer=TimingStreamer(),
             )
         return "stop" if finished else "length"
+
+    def score(self, requests: Sequence[ScoringRequest]) -> list[list[list[float]]]:
+        from llmbench.scoring.transformers import token_logprobs
+
+        return token_logprobs(self.hf_model, requests)
 
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
