@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 	mkdir -p $(VENV)/share
 	tar -xzf $(VENV)/sdist/llama_cpp_python-*.tar.gz -C $(VENV)/share --strip-components=2 --wildcards \
 		'*/vendor/llama.cpp/models/ggml-vocab-*.gguf' '*/vendor/llama.cpp/convert_hf_to_gguf.py' \
-		'*/vendor/llama.cpp/gguf-py/*'
+		'*/vendor/llama.cpp/gguf-py/*' '*/vendor/llama.cpp/conversion/*'
 	rm -rf $(VENV)/sdist
 	touch $(STAMP)
 

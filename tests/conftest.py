@@ -141,3 +141,25 @@ def llama_cpp_share() -> Path:
     if not (folder / "models").is_dir():
         pytest.fail(f"{folder} is missing: run make install (it extracts llama.cpp's sources from the sdist)")
     return folder
+
+
+def bigbench(name: str) -> Path:
+    """A BIG-bench task: the full one from ../shared when present, else the slice in tests/data."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "bigbench" / name
+    return shared if (shared / "task.json").is_file() else DATA / "bigbench" / name
+
+
+@pytest.fixture(scope="session")
+def smollm2_f32_gguf(tmp_path_factory: pytest.TempPathFactory, smollm2_hf_dir: Path, llama_cpp_share: Path) -> Path:
+    """The same weights as ``smollm2_hf_dir``, converted by llama.cpp's own convert_hf_to_gguf.py (f32)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("smollm2-f32") / "smollm2-f32.gguf"
+    env = dict(os.environ, PYTHONPATH=str(llama_cpp_share / "gguf-py"))
+    subprocess.run(
+        [sys.executable, str(llama_cpp_share / "convert_hf_to_gguf.py"), str(smollm2_hf_dir),
+         "--outfile", str(out), "--outtype", "f32"],
+        check=True, capture_output=True, env=env,
+    )  # fmt: skip
+    return out

@@ -156,9 +156,13 @@ class Backend(ABC):
     def detokenize(self, token_ids: Sequence[int]) -> str:
         """Text of generated ``token_ids`` (special tokens dropped)."""
 
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        """The text the model's chat template makes of ``messages``, ending where the reply starts."""
+        raise InvalidOptionError(f"the {self.name} backend has no chat template for {self.model.name}")
+
     def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
         """Prompt ids for ``messages`` through the model's own chat template."""
-        raise InvalidOptionError(f"the {self.name} backend has no chat template for {self.model.name}")
+        return self.tokenize(self.render_chat(messages), add_special_tokens=False)
 
     def score(self, requests: Sequence[ScoringRequest]) -> list[list[list[float]]]:
         """Per request, per continuation: log-probs of the scored tokens (``can_score`` backends)."""

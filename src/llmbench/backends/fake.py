@@ -42,6 +42,5 @@ class FakeBackend(Backend):
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return "".join(chr(token) for token in token_ids if token != EOS)
 
-    def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
-        text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"
-        return self.tokenize(text)
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        return "".join(f"<{m['role']}>{m['content']}\n" for m in messages) + "<assistant>"

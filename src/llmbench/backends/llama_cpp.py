@@ -1,7 +1,8 @@
 """llama.cpp through llama-cpp-python: GGUF models, completion, chat with the GGUF's template.
 
 Load options (``LoadOptions.extra``): ``n_gpu_layers`` (default 0; -1 offloads all),
-``n_batch`` (512), ``flash_attn`` (False), ``use_mmap`` (True), ``use_mlock`` (False).
+``n_batch`` (512), ``flash_attn`` (False), ``use_mmap`` (True), ``use_mlock`` (False),
+``type_k`` / ``type_v`` (KV-cache types: f16 by default, f32, bf16, q8_0, q4_0).
 ``LoadOptions.threads`` sets both ``n_threads`` and ``n_threads_batch`` (default: every CPU this
 process may use, the same default the transformers backend uses).
 
@@ -25,7 +26,10 @@ from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
 from llmbench.models import ModelRef
 from llmbench.scoring._requests import ScoringRequest
 
-_KNOWN_OPTIONS = {"n_gpu_layers", "n_batch", "n_ubatch", "flash_attn", "use_mmap", "use_mlock", "logits_all"}
+_KNOWN_OPTIONS = {
+    "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn", "use_mmap", "use_mlock", "logits_all", "type_k", "type_v",
+}  # fmt: skip
+_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2, "bf16": 30}
 
 
 def _import_llama_cpp() -> Any:
@@ -107,6 +111,12 @@ class LlamaCppBackend(Backend):
         for key in ("flash_attn", "use_mmap", "use_mlock", "logits_all"):
             if key in options.extra:
                 kwargs[key] = _as_bool(key, options.extra[key])
+        for key in ("type_k", "type_v"):
+            if key in options.extra:
+                name = str(options.extra[key]).lower()
+                if name not in _KV_TYPES:
+                    raise InvalidOptionError(f"unknown {key} {name!r}", f"choose one of: {', '.join(_KV_TYPES)}")
+                kwargs[key] = _KV_TYPES[name]
         self.threads = threads
         try:
             with _quiet_stderr():
@@ -157,7 +167,8 @@ class LlamaCppBackend(Backend):
         from llmbench.scoring.llama_cpp import Scorer
 
         if self._scorer is None:
-            self._scorer = Scorer(self.llm, n_ctx=self.options.n_ctx)
+            explicit_kv = "type_k" in self.options.extra or "type_v" in self.options.extra
+            self._scorer = Scorer(self.llm, n_ctx=self.options.n_ctx, kv_f32=not explicit_kv)
         scorer: Scorer = self._scorer
         return scorer.token_logprobs(requests)
 
@@ -167,13 +178,13 @@ class LlamaCppBackend(Backend):
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return bytes(self.llm.detokenize(list(token_ids))).decode("utf-8", errors="replace")
 
-    def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
+    def _format_chat(self, messages: Sequence[Message]) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         metadata = self.llm.metadata
         template = metadata.get("tokenizer.chat_template")
         if not template:
-            return super().apply_chat_template(messages)
+            return None
 
         def token_text(key: str) -> str:
             token_id = metadata.get(key)
@@ -187,7 +198,18 @@ class LlamaCppBackend(Backend):
             eos_token=token_text("tokenizer.ggml.eos_token_id"),
             bos_token=token_text("tokenizer.ggml.bos_token_id"),
         )
-        result = formatter(messages=[dict(m) for m in messages])  # type: ignore[misc]
+        return formatter(messages=[dict(m) for m in messages])  # type: ignore[misc]
+
+    def render_chat(self, messages: Sequence[Message]) -> str:
+        result = self._format_chat(messages)
+        if result is None:
+            return super().render_chat(messages)
+        return str(result.prompt)
+
+    def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
+        result = self._format_chat(messages)
+        if result is None:
+            return super().render_chat(messages)  # type: ignore[return-value]  # raises
         return list(self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
 
     def close(self) -> None:

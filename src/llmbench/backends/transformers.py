@@ -194,13 +194,12 @@ class TransformersBackend(Backend):
     def detokenize(self, token_ids: Sequence[int]) -> str:
         return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=True))
 
-    def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
+    def render_chat(self, messages: Sequence[Message]) -> str:
         if not getattr(self.tokenizer, "chat_template", None):
-            return super().apply_chat_template(messages)
-        text = self.tokenizer.apply_chat_template(
-            [dict(m) for m in messages], tokenize=False, add_generation_prompt=True
+            return super().render_chat(messages)
+        return str(
+            self.tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
         )
-        return self.tokenize(str(text), add_special_tokens=False)
 
     def close(self) -> None:
         model = getattr(self, "hf_model", None)

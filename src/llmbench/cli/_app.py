@@ -7,8 +7,11 @@ import click
 from llmbench import __version__
 from llmbench.cli.backends import backends_command
 from llmbench.cli.cache import cache_command
+from llmbench.cli.compare import compare_command
 from llmbench.cli.doctor import doctor_command
+from llmbench.cli.evaluate import eval_command
 from llmbench.cli.inspect import inspect_command
+from llmbench.cli.perplexity import perplexity_command
 from llmbench.cli.plan import plan_command
 from llmbench.cli.run import run_command
 from llmbench.cli.runs import runs_command, show_command
@@ -37,7 +40,10 @@ cli.add_command(runs_command)
 cli.add_command(show_command)
 cli.add_command(backends_command)
 cli.add_command(cache_command)
+cli.add_command(compare_command)
 cli.add_command(doctor_command)
+cli.add_command(eval_command)
 cli.add_command(inspect_command)
 cli.add_command(plan_command)
+cli.add_command(perplexity_command)
 cli.add_command(tokens_command)

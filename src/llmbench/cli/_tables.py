@@ -219,3 +219,40 @@ def print_cache(scan: Any, entries: Sequence[Any]) -> None:
     out.print(f"total: {human_bytes(sum(entry.size_bytes for entry in entries))}")
     for warning in scan.warnings:
         out.print(f"[yellow]warning:[/yellow] {escape(warning)}")
+
+
+def print_eval(record: RunRecord) -> None:
+    from rich.table import Table
+
+    metrics = record.metrics or {}
+    config = record.config
+    out = console()
+    out.print(
+        f"[bold]{escape(record.model)}[/bold] on {record.backend}: {escape(str(metrics.get('task')))}, "
+        f"{config.get('shots')}-shot{' (chat template)' if config.get('chat') else ''}  run {record.id}  "
+        f"status: {record.status}",
+        soft_wrap=True,
+    )
+    table = Table(show_edge=False)
+    for column in ("normalization", "accuracy", "95% CI", "n", "ECE", "Brier"):
+        table.add_column(column, justify="left" if column == "normalization" else "right")
+    for how, stats in (metrics.get("accuracy") or {}).items():
+        _add_row(
+            table,
+            how,
+            number(stats["accuracy"], 3),
+            f"{number(stats['ci95_low'], 3)}-{number(stats['ci95_high'], 3)}",
+            str(stats["count"]),
+            number(stats["ece"], 3),
+            number(stats["brier"], 3),
+        )
+    out.print(table)
+    facts = [
+        f"{number(metrics.get('examples_per_s'))} examples/s",
+        f"peak RSS {human_bytes(metrics.get('peak_rss_bytes'))}",
+    ]
+    if metrics.get("resumed_from"):
+        facts.append(f"resumed after {metrics['resumed_from']} stored examples")
+    out.print("  ".join(facts), soft_wrap=True)
+    if record.error:
+        out.print(f"[red]error:[/red] {escape(record.error)}")

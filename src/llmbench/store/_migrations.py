@@ -75,3 +75,21 @@ def m002_repetitions(db: sqlite3.Connection) -> None:
         )
         """
     )
+
+
+@migration
+def m003_run_keys_and_eval_examples(db: sqlite3.Connection) -> None:
+    db.execute("ALTER TABLE runs ADD COLUMN key TEXT")
+    db.execute("CREATE INDEX runs_key ON runs (key)")
+    db.execute(
+        """
+        CREATE TABLE eval_examples (
+            run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            example_id TEXT NOT NULL,
+            answer INTEGER NOT NULL,
+            scores TEXT NOT NULL,
+            PRIMARY KEY (run_id, idx)
+        )
+        """
+    )

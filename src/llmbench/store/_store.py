@@ -139,6 +139,45 @@ class Store:
             )
         return run.id
 
+    # -- runs that grow while they run (evaluations) ----------------------------------------------
+
+    def start(self, run: RunRecord, key: str) -> str:
+        """Insert ``run`` as ``running`` under ``key`` so that an interrupted run can be resumed."""
+        run.status = "running"
+        self.save(run)
+        with self.db:
+            self.db.execute("UPDATE runs SET key = ? WHERE id = ?", (key, run.id))
+        return run.id
+
+    def unfinished(self, kind: str, key: str) -> RunRecord | None:
+        row = self.db.execute(
+            "SELECT * FROM runs WHERE kind = ? AND key = ? AND status IN ('running', 'interrupted', 'failed')"
+            " ORDER BY created_at DESC LIMIT 1",
+            (kind, key),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def add_eval_examples(self, run_id: str, rows: Sequence[tuple[int, str, int, dict[str, Any]]]) -> None:
+        """Append scored examples ``(index, example id, answer, scores)`` in one transaction."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO eval_examples (run_id, idx, example_id, answer, scores) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, idx, example_id, answer, _dumps(scores)) for idx, example_id, answer, scores in rows],
+            )
+
+    def eval_examples(self, run_id: str) -> list[tuple[int, str, int, dict[str, Any]]]:
+        return [
+            (row["idx"], row["example_id"], row["answer"], json.loads(row["scores"]))
+            for row in self.db.execute("SELECT * FROM eval_examples WHERE run_id = ? ORDER BY idx", (run_id,))
+        ]
+
+    def finish(self, run_id: str, status: str, metrics: dict[str, Any] | None, error: str | None = None) -> None:
+        with self.db:
+            self.db.execute(
+                "UPDATE runs SET status = ?, metrics = ?, error = ? WHERE id = ?",
+                (status, _dumps(metrics) if metrics is not None else None, error, run_id),
+            )
+
     def runs(self, limit: int | None = None, kind: str | None = None) -> Iterator[RunRecord]:
         """Stored runs, newest first, without their repetitions."""
         sql = "SELECT * FROM runs"

@@ -1,0 +1,57 @@
+"""``llmbench compare``: is B faster, slower, better or worse than A, beyond noise?"""
+
+from __future__ import annotations
+
+import click
+
+from llmbench.cli._output import emit_json, format_option
+
+
+@click.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@format_option
+def compare_command(run_a: str, run_b: str, output_format: str) -> None:
+    """Compare two stored runs metric by metric, with a significance test.
+
+    Speed runs: the ratio B/A of each metric's mean and a Mann-Whitney U test over the
+    repetitions. Evaluations: accuracy of each on the examples both scored, with an exact McNemar
+    test on the paired outcomes.
+
+    \b
+    Examples:
+      llmbench compare 3f2a 9b1c
+      llmbench compare 3f2a 9b1c --format json
+    """
+    from dataclasses import asdict
+
+    from llmbench.reports.compare import compare_runs
+    from llmbench.store import Store
+
+    with Store() as store:
+        a, b, rows = compare_runs(store, run_a, run_b)
+    if output_format == "json":
+        emit_json({"a": a.id, "b": b.id, "metrics": [asdict(r) | {"significant": r.significant} for r in rows]})
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    from llmbench.cli._output import console, number
+
+    table = Table(title=escape(f"A = {a.id} ({a.model}, {a.backend})   B = {b.id} ({b.model}, {b.backend})"))
+    for column in ("metric", "A", "B", "B / A", "p", "test", "n"):
+        table.add_column(column, justify="left" if column in ("metric", "test") else "right")
+    for row in rows:
+        mark = " *" if row.significant else ""
+        table.add_row(
+            row.metric,
+            number(row.a, 4),
+            number(row.b, 4),
+            number(row.ratio, 3),
+            (number(row.p_value, 4) + mark) if row.p_value is not None else "-",
+            row.test,
+            f"{row.n_a}/{row.n_b}",
+        )
+    out = console()
+    out.print(table)
+    out.print("* p < 0.05")

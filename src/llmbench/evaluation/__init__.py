@@ -1,0 +1,1 @@
+"""Multiple-choice evaluation: tasks, prompts, and the statistics of the results."""

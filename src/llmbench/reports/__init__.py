@@ -1,0 +1,1 @@
+"""Reading stored results back: comparisons between runs."""
