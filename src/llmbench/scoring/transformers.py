@@ -1,13 +1,14 @@
-"""Fast completion log-probs on transformers: each prompt runs once, its KV cache serves all
-its completions in memory-bounded batches, and a prefix every prompt shares runs once in all.
+"""Fast completion log-probs on transformers.
 
-* The shared prefix (an instruction or few-shot block) is run once; each prompt continues from a
-  copy of its cache.
+* A prefix every prompt shares (an instruction or few-shot block) runs once.
+* Prompts run in batches continuing from that prefix, right-padded (so no query ever faces only
+  masked keys), with the output projection computed only at each prompt's last real position.
 * A prompt's last logits give every completion's first token: single-token completions need no
   further pass.
-* Longer completions are right-padded into batches; the prompt's cache is expanded over the
-  batch, positions continue from the prompt, and the padded tail is masked. A batch holds at
-  most ``max_logits_bytes`` of logits (``batch x tokens x vocab x 4``).
+* Longer completions of all prompts in a batch run together: each row takes its prompt's cache
+  rows (``index_select`` on the batch dimension), continues at its own positions, and masks the
+  padding of both its prompt and its completion. A pass holds at most ``max_logits_bytes`` of
+  logits (``rows x tokens x vocab x 4``).
 """
 
 from __future__ import annotations
@@ -18,29 +19,28 @@ from typing import Any
 from llmbench.scoring._requests import ScoringRequest, shared_prefix_length
 
 DEFAULT_MAX_LOGITS_BYTES = 256 * 2**20
+PROMPT_BATCH_TOKENS = 2048
+"""Prompt tokens (padded) run in one pass."""
 
 
-def _cache_copy(cache: Any, batch: int) -> Any:
-    """A new DynamicCache holding ``cache``'s keys and values repeated ``batch`` times."""
+def _cache_from(cache: Any | None, rows: Any) -> Any:
+    """A new DynamicCache with the batch rows ``rows`` (a LongTensor) of ``cache``."""
     from transformers import DynamicCache
 
     copy = DynamicCache()
+    if cache is None:
+        return copy
     for index, layer in enumerate(cache.layers):
-        keys, values = layer.keys, layer.values
-        if batch > 1:
-            keys = keys.expand(batch, *keys.shape[1:]).contiguous()
-            values = values.expand(batch, *values.shape[1:]).contiguous()
-        copy.update(keys, values, index)
+        copy.update(layer.keys.index_select(0, rows), layer.values.index_select(0, rows), index)
     return copy
 
 
-def _forward(model: Any, ids: Any, cache: Any, start: int, mask: Any = None) -> Any:
+def _forward(model: Any, ids: Any, cache: Any, mask: Any, positions: Any, start: int, keep: Any = None) -> Any:
+    """One pass over ``ids`` appended at cache index ``start``; ``keep`` limits the logits computed."""
     import torch
 
-    batch, length = ids.shape
-    positions = torch.arange(start, start + length, device=ids.device).unsqueeze(0).expand(batch, -1)
-    if mask is None:
-        mask = torch.ones(batch, start + length, dtype=torch.long, device=ids.device)
+    length = ids.shape[1]
+    extra = {} if keep is None else {"logits_to_keep": keep}
     return model(
         input_ids=ids,
         attention_mask=mask,
@@ -48,6 +48,7 @@ def _forward(model: Any, ids: Any, cache: Any, start: int, mask: Any = None) -> 
         past_key_values=cache,
         cache_position=torch.arange(start, start + length, device=ids.device),
         use_cache=True,
+        **extra,
     )
 
 
@@ -63,68 +64,95 @@ def token_logprobs(
         prefix_len = shared_prefix_length(requests)
         prefix_cache = None
         if prefix_len:
-            prefix_cache = _cache_copy_from_run(model, requests[0].prompt_ids[:prefix_len], device)
-        for request in requests:
-            if prefix_cache is not None:
-                cache = _cache_copy(prefix_cache, 1)
-                own = request.prompt_ids[prefix_len:]
-                out = _forward(model, torch.tensor([own], device=device), cache, prefix_len)
-            else:
-                from transformers import DynamicCache
-
-                cache = DynamicCache()
-                out = _forward(model, torch.tensor([request.prompt_ids], device=device), cache, 0)
-            last = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            results.append(_score_continuations(model, request, cache, last, max_logits_bytes))
+            prefix_cache = _cache_from(None, None)
+            ids = torch.tensor([list(requests[0].prompt_ids[:prefix_len])], device=device)
+            positions = torch.arange(prefix_len, device=device).unsqueeze(0)
+            _forward(model, ids, prefix_cache, torch.ones_like(ids), positions, 0, keep=1)
+        start = 0
+        while start < len(requests):
+            end = start + 1
+            longest = len(requests[start].prompt_ids) - prefix_len
+            while end < len(requests):
+                candidate = max(longest, len(requests[end].prompt_ids) - prefix_len)
+                if candidate * (end - start + 1) > PROMPT_BATCH_TOKENS:
+                    break
+                longest = candidate
+                end += 1
+            results += _score_batch(model, requests[start:end], prefix_cache, prefix_len, max_logits_bytes)
+            start = end
     return results
 
 
-def _cache_copy_from_run(model: Any, ids: Sequence[int], device: Any) -> Any:
-    import torch
-    from transformers import DynamicCache
-
-    cache = DynamicCache()
-    _forward(model, torch.tensor([list(ids)], device=device), cache, 0)
-    return cache
-
-
-def _score_continuations(
-    model: Any, request: ScoringRequest, cache: Any, last: Any, max_logits_bytes: int
-) -> list[list[float]]:
+def _score_batch(
+    model: Any, requests: Sequence[ScoringRequest], prefix_cache: Any, prefix_len: int, max_logits_bytes: int
+) -> list[list[list[float]]]:
     import torch
 
     device = model.device
-    start = len(request.prompt_ids)
-    vocab = last.shape[-1]
-    scores: list[list[float] | None] = [None] * len(request.continuations)
-    longer: list[int] = []
-    for index, continuation in enumerate(request.continuations):
-        if len(continuation.feed) == 1:
-            scores[index] = [float(last[continuation.feed[0]])]
-        else:
-            longer.append(index)
-    # Longest first so that padding within a batch stays small.
-    longer.sort(key=lambda i: -len(request.continuations[i].feed))
-    position = 0
-    while position < len(longer):
-        width = len(request.continuations[longer[position]].feed) - 1
-        batch = max(1, min(len(longer) - position, max_logits_bytes // max(1, width * vocab * 4)))
-        chosen = longer[position : position + batch]
-        position += batch
-        ids = torch.zeros(len(chosen), width, dtype=torch.long, device=device)
-        mask = torch.zeros(len(chosen), start + width, dtype=torch.long, device=device)
-        mask[:, :start] = 1
-        for row, index in enumerate(chosen):
-            feed = request.continuations[index].feed[:-1]
-            ids[row, : len(feed)] = torch.tensor(feed, device=device)
-            mask[row, start : start + len(feed)] = 1
-        out = _forward(model, ids, _cache_copy(cache, len(chosen)), start, mask)
-        logprobs = torch.log_softmax(out.logits.float(), dim=-1)
-        for row, index in enumerate(chosen):
-            continuation = request.continuations[index]
-            feed = continuation.feed
-            steps = [float(last[feed[0]])]
-            targets = torch.tensor(feed[1:], device=device)
-            steps += logprobs[row, torch.arange(len(feed) - 1, device=device), targets].tolist()
-            scores[index] = steps
-    return [s[len(s) - c.n_scored :] for s, c in zip(scores, request.continuations, strict=True) if s is not None]
+    own = [list(r.prompt_ids[prefix_len:]) for r in requests]
+    width = max(len(o) for o in own)
+    batch = len(requests)
+    ids = torch.zeros(batch, width, dtype=torch.long, device=device)
+    mask = torch.zeros(batch, prefix_len + width, dtype=torch.long, device=device)
+    mask[:, :prefix_len] = 1
+    for row, tokens in enumerate(own):
+        ids[row, : len(tokens)] = torch.tensor(tokens, device=device)
+        mask[row, prefix_len : prefix_len + len(tokens)] = 1
+    positions = torch.arange(prefix_len, prefix_len + width, device=device).unsqueeze(0).expand(batch, -1)
+    rows = torch.zeros(batch, dtype=torch.long, device=device)
+    cache = _cache_from(prefix_cache, rows) if prefix_cache is not None else _cache_from(None, None)
+    lasts = sorted({len(o) - 1 for o in own})
+    out = _forward(model, ids, cache, mask, positions, prefix_len, keep=torch.tensor(lasts, device=device))
+    column = {position: index for index, position in enumerate(lasts)}
+    first = [torch.log_softmax(out.logits[row, column[len(o) - 1]].float(), dim=-1) for row, o in enumerate(own)]
+    scores: list[list[list[float]]] = [
+        [[float(first[i][c.feed[0]])] for c in r.continuations] for i, r in enumerate(requests)
+    ]
+    pending = [(i, j) for i, r in enumerate(requests) for j, c in enumerate(r.continuations) if len(c.feed) > 1]
+    pending.sort(key=lambda item: -len(requests[item[0]].continuations[item[1]].feed))
+    vocab = out.logits.shape[-1]
+    cursor = 0
+    while cursor < len(pending):
+        steps = len(requests[pending[cursor][0]].continuations[pending[cursor][1]].feed) - 1
+        count = max(1, min(len(pending) - cursor, max_logits_bytes // max(1, steps * vocab * 4)))
+        group = pending[cursor : cursor + count]
+        cursor += count
+        _score_group(model, requests, group, steps, cache, mask, own, prefix_len + width, prefix_len, scores)
+    return [
+        [row[len(row) - c.n_scored :] for row, c in zip(per_request, r.continuations, strict=True)]
+        for per_request, r in zip(scores, requests, strict=True)
+    ]
+
+
+def _score_group(
+    model: Any,
+    requests: Sequence[ScoringRequest],
+    group: Sequence[tuple[int, int]],
+    steps: int,
+    cache: Any,
+    prompt_mask: Any,
+    own: Sequence[Sequence[int]],
+    cache_len: int,
+    prefix_len: int,
+    scores: list[list[list[float]]],
+) -> None:
+    import torch
+
+    device = prompt_mask.device
+    rows = torch.tensor([i for i, _ in group], dtype=torch.long, device=device)
+    ids = torch.zeros(len(group), steps, dtype=torch.long, device=device)
+    completion_mask = torch.zeros(len(group), steps, dtype=torch.long, device=device)
+    positions = torch.zeros(len(group), steps, dtype=torch.long, device=device)
+    for row, (i, j) in enumerate(group):
+        feed = requests[i].continuations[j].feed[:-1]
+        ids[row, : len(feed)] = torch.tensor(feed, device=device)
+        completion_mask[row, : len(feed)] = 1
+        begin = prefix_len + len(own[i])
+        positions[row] = torch.arange(begin, begin + steps, device=device)
+    mask = torch.cat([prompt_mask.index_select(0, rows), completion_mask], dim=1)
+    out = _forward(model, ids, _cache_from(cache, rows), mask, positions, cache_len)
+    logprobs = torch.log_softmax(out.logits.float(), dim=-1)
+    for row, (i, j) in enumerate(group):
+        feed = requests[i].continuations[j].feed
+        targets = torch.tensor(feed[1:], device=device)
+        scores[i][j] += logprobs[row, torch.arange(len(feed) - 1, device=device), targets].tolist()
