@@ -163,3 +163,15 @@ def smollm2_f32_gguf(tmp_path_factory: pytest.TempPathFactory, smollm2_hf_dir: P
         check=True, capture_output=True, env=env,
     )  # fmt: skip
     return out
+
+
+def one_line_error(code: int, stderr: str, *needles: str) -> str:
+    """Assert the CLI failed the way llmbench promises: exit 2, one line, no traceback; return it."""
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("Error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

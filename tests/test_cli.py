@@ -9,19 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 from llmbench.models import ModelRef
 from llmbench.store import RunRecord, Store
-
-
-def _assert_one_line_error(code: int, stderr: str, *needles: str) -> None:
-    assert code == 2, stderr
-    assert "Traceback" not in stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("Error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 def test_help_is_light() -> None:
@@ -45,31 +35,31 @@ def test_every_command_has_help_with_examples(command: str) -> None:
 
 def test_missing_model() -> None:
     code, _, err = run_cli("run", "/no/such/model.gguf")
-    _assert_one_line_error(code, err, "model not found", "pass a .gguf file")
+    one_line_error(code, err, "model not found", "pass a .gguf file")
 
 
 def test_corrupt_gguf(tmp_path: Path) -> None:
     bad = tmp_path / "bad.gguf"
     bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 64)
     code, _, err = run_cli("run", str(bad))
-    _assert_one_line_error(code, err, "bad.gguf")
+    one_line_error(code, err, "bad.gguf")
 
 
 def test_truncated_gguf(tmp_path: Path, smollm2: ModelRef) -> None:
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(smollm2.path.read_bytes()[:5_000_000])
     code, _, err = run_cli("run", str(cut))
-    _assert_one_line_error(code, err, "truncated")
+    one_line_error(code, err, "truncated")
 
 
 def test_folder_without_config(tmp_path: Path) -> None:
     code, _, err = run_cli("run", str(tmp_path))
-    _assert_one_line_error(code, err, "no config.json")
+    one_line_error(code, err, "no config.json")
 
 
 def test_unknown_backend_suggests_the_nearest() -> None:
     code, _, err = run_cli("run", "--backend", "llama_cp")
-    _assert_one_line_error(code, err, "unknown backend 'llama_cp'", "llama.cpp")
+    one_line_error(code, err, "unknown backend 'llama_cp'", "llama.cpp")
 
 
 @pytest.mark.parametrize(
@@ -85,7 +75,7 @@ def test_unknown_backend_suggests_the_nearest() -> None:
 )
 def test_bad_options(args: list[str], needle: str) -> None:
     code, _, err = run_cli("run", "-r", "1", "-w", "0", *args) if args[0] != "-r" else run_cli("run", *args)
-    _assert_one_line_error(code, err, needle)
+    one_line_error(code, err, needle)
 
 
 def test_click_usage_errors_exit_2() -> None:
@@ -109,7 +99,7 @@ def test_errors_keep_what_is_stored(env_setup: Path) -> None:
 
 def test_show_unknown_run() -> None:
     code, _, err = run_cli("show", "deadbeef")
-    _assert_one_line_error(code, err, "no stored run", "llmbench runs")
+    one_line_error(code, err, "no stored run", "llmbench runs")
 
 
 def test_backends_lists_builtins() -> None:

@@ -8,18 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import bigbench, run_cli
+from conftest import bigbench, one_line_error, run_cli
 from llmbench.backends.base import Backend
 from llmbench.errors import InvalidOptionError
 from llmbench.evaluation._stats import brier_score, expected_calibration_error, mcnemar, wilson_interval
 from llmbench.evaluation._tasks import format_prompts, load_task, split_shots
 from llmbench.store import Store
-
-
-def _one_line_error(code: int, err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -36,7 +30,7 @@ def test_bad_jsonl_task_names_the_line(tmp_path: Path, lines: list[str], needle:
     task.write_text("\n".join(lines) + "\n")
     with pytest.raises(InvalidOptionError, match=needle):
         load_task(str(task))
-    message = _one_line_error(*run_cli("eval", "--task", str(task))[::2])
+    message = one_line_error(*run_cli("eval", "--task", str(task))[::2])
     assert needle in message and "task.jsonl" in message
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import DATA, run_cli
+from conftest import DATA, one_line_error, run_cli
 from llmbench.models import ModelRef, resolve_model
 from llmbench.models._spec import read_spec
 
@@ -64,26 +64,20 @@ def test_adapter_without_its_base(tmp_path: Path) -> None:
     assert row["adapter"]["base_resolved"] is None and "not available locally" in row["parameters"]["error"]
 
 
-def _one_line_error(code: int, err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
-
-
 def test_malformed_config(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "llama",')
-    assert "not valid JSON" in _one_line_error(*run_cli("inspect", str(tmp_path))[::2])
+    assert "not valid JSON" in one_line_error(*run_cli("inspect", str(tmp_path))[::2])
 
 
 def test_truncated_gguf_header(tmp_path: Path, smollm2: ModelRef) -> None:
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(smollm2.path.read_bytes()[:100_000])
-    assert "truncated" in _one_line_error(*run_cli("inspect", str(cut))[::2])
+    assert "truncated" in one_line_error(*run_cli("inspect", str(cut))[::2])
 
 
 def test_unknown_architecture(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text('{"model_type": "acme-unknown", "hidden_size": 8}')
-    assert "unknown architecture 'acme-unknown'" in _one_line_error(*run_cli("inspect", str(tmp_path))[::2])
+    assert "unknown architecture 'acme-unknown'" in one_line_error(*run_cli("inspect", str(tmp_path))[::2])
 
 
 def test_vocab_only_gguf(llama_cpp_share: Path) -> None:

@@ -75,8 +75,10 @@ def test_fit_verdict() -> None:
     assert not _plan(
         llama, backend="transformers", context=4096, dtype="float32", device="gpu", device_bytes=24 << 30
     ).fits
-    code, out, _ = run_cli("plan", str(llama), "--dtype", "int4", "--device", "GPU:8GB", "--format", "json")
+    code, out, _ = run_cli("plan", str(llama), "--dtype", "int4", "--device", "GPU:8GiB", "--format", "json")
     assert code == 0 and json.loads(out)["fits"] is True and json.loads(out)["device_bytes"] == 8 << 30
+    code, out, _ = run_cli("plan", str(llama), "--dtype", "int4", "--device", "GPU:8GB", "--format", "json")
+    assert json.loads(out)["device_bytes"] == 8 * 10**9
 
 
 def _measured_error(model: str, backend: str, run_args: list[str], plan_args: list[str]) -> float:

@@ -7,22 +7,6 @@ import click
 from llmbench.cli._output import emit_json, format_option
 
 
-def _parse_size(text: str | None) -> int | None:
-    if text is None:
-        return None
-    from llmbench.errors import InvalidOptionError
-
-    units = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
-             "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TB": 1 << 40, "TIB": 1 << 40}  # fmt: skip
-    cleaned = text.strip().upper().replace(" ", "")
-    number = cleaned.rstrip("KMGTIB")
-    unit = cleaned[len(number) :]
-    try:
-        return int(float(number) * units[unit])
-    except (ValueError, KeyError):
-        raise InvalidOptionError(f"cannot read size {text!r}", "write it like 24GB, 80GiB or 512MiB") from None
-
-
 @click.command("plan")
 @click.argument("model", required=False)
 @click.option("-b", "--backend", type=click.Choice(["llama.cpp", "transformers"]), help="Default: by model format.")
@@ -32,7 +16,13 @@ def _parse_size(text: str | None) -> int | None:
 @click.option("--prompt", "prompt_tokens", type=int, help="Prompt length for the prefill work space.")
 @click.option("--batch", type=int, default=1, show_default=True)
 @click.option("--score", is_flag=True, help="Plan for log-prob scoring (logits for every position).")
-@click.option("--device", "device_spec", default="RAM", show_default=True, help="RAM, GPU, or RAM:SIZE / GPU:SIZE.")
+@click.option(
+    "--device",
+    "device_spec",
+    default="RAM",
+    show_default=True,
+    help="RAM, GPU, or RAM:SIZE / GPU:SIZE (24GB = 24e9 bytes, 24GiB = 24 x 2^30).",
+)
 @format_option
 def plan_command(
     model: str | None,
@@ -58,6 +48,7 @@ def plan_command(
       llmbench plan model.gguf --context 8192 --kv-dtype q8_0 --format json
     """
     from llmbench.planning._compare import plan_for
+    from llmbench.system.cache import parse_size
 
     kind, _, size = device_spec.partition(":")
     if kind.upper() not in ("RAM", "GPU"):
@@ -74,7 +65,7 @@ def plan_command(
         batch=batch,
         purpose="score" if score else "generate",
         device="gpu" if kind.upper() == "GPU" else "cpu",
-        device_bytes=_parse_size(size or None),
+        device_bytes=parse_size(size) if size else None,
     )
     if output_format == "json":
         emit_json(result.as_dict())

@@ -137,16 +137,21 @@ def _first(source: Any, keys: tuple[str, ...]) -> Any:
     return None
 
 
+def _derive(fields: dict[str, Any]) -> dict[str, Any]:
+    """Fill what configs leave implicit: KV heads default to heads (no GQA), head dim to hidden / heads."""
+    if fields["num_kv_heads"] is None:
+        fields["num_kv_heads"] = fields["num_heads"]
+    if fields["head_dim"] is None and fields["hidden_size"] and fields["num_heads"]:
+        fields["head_dim"] = fields["hidden_size"] // fields["num_heads"]
+    return fields
+
+
 def _hf_spec(model: ModelRef) -> ModelSpec:
     raw = load_config_json(model.folder)
     config = transformers_config(model.folder)
     text = getattr(config, "text_config", None) if config is not None else raw.get("text_config")
     lm: Any = text if text is not None else (config if config is not None else raw)
-    fields: dict[str, Any] = {name: _first(lm, keys) for name, keys in _ALIASES.items()}
-    if fields["num_kv_heads"] is None:
-        fields["num_kv_heads"] = fields["num_heads"]
-    if fields["head_dim"] is None and fields["hidden_size"] and fields["num_heads"]:
-        fields["head_dim"] = fields["hidden_size"] // fields["num_heads"]
+    fields: dict[str, Any] = _derive({name: _first(lm, keys) for name, keys in _ALIASES.items()})
     if fields["intermediate_size"] is None and fields["hidden_size"] and raw.get("model_type") == "gpt2":
         fields["intermediate_size"] = 4 * fields["hidden_size"]  # GPT-2's n_inner=None means 4 x n_embd
     architectures = raw.get("architectures") or []
@@ -182,10 +187,7 @@ def _gguf_spec(model: ModelRef) -> ModelSpec:
     if fields["vocab_size"] is None:
         tokens = meta.get("tokenizer.ggml.tokens")
         fields["vocab_size"] = tokens.get("length") if isinstance(tokens, dict) else len(tokens or [])
-    if fields["num_kv_heads"] is None:
-        fields["num_kv_heads"] = fields["num_heads"]
-    if fields["head_dim"] is None and fields["hidden_size"] and fields["num_heads"]:
-        fields["head_dim"] = fields["hidden_size"] // fields["num_heads"]
+    _derive(fields)
     names = {t.name for t in header.tensors}
     rope = {k.split(".", 1)[1]: v for k, v in meta.items() if k.startswith(f"{arch}.rope.scaling")}
     used = {f"{arch}.{suffix}" for suffix in _GGUF_FIELDS} | {"general.architecture", "general.license"}
