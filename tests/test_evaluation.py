@@ -142,3 +142,16 @@ def test_perplexity_matches_a_plain_sliding_window(hf_backend: Backend) -> None:
             break
     assert result.tokens_scored == count == len(ids) - 1
     assert result.perplexity == pytest.approx(math.exp(nll / count), rel=1e-4)
+
+
+def test_hf_dataset_saved_to_disk(tmp_path: Path) -> None:
+    import datasets
+
+    rows = {"question": ["2 + 2 =", "3 + 3 ="], "choices": [[" 4", " 5"], [" 6", " 7"]], "label": [0, 0]}
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "arith"))
+    task = load_task(f"hf:{tmp_path / 'arith'}")
+    assert [e.choices for e in task.examples] == [(" 4", " 5"), (" 6", " 7")]
+    assert task.examples[1].question == "3 + 3 =" and task.examples[1].answer == 0
+    datasets.Dataset.from_dict({"text": ["x"]}).save_to_disk(str(tmp_path / "plain"))
+    with pytest.raises(InvalidOptionError, match="has no prompt column"):
+        load_task(f"hf:{tmp_path / 'plain'}")

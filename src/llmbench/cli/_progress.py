@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -39,5 +39,32 @@ def run_progress(enabled: bool, description: str) -> Iterator[ProgressCallback]:
         def update(phase: str, done: int, total: int) -> None:
             label = {"load": "loading", "warmup": "warming up", "measure": "measuring"}.get(phase, phase)
             bar.update(task, description=f"{description}: {label}", completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def rate_progress(enabled: bool, label: str, unit: str) -> Iterator[Callable[[int, int, float], None]]:
+    """A bar updated as ``(done, total, rate)``, showing the rate in ``unit``/s."""
+    if not enabled:
+        yield lambda done, total, rate: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from llmbench.cli._output import console
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as bar:
+        task: Any = bar.add_task(label, total=None, rate="")
+
+        def update(done: int, total: int, rate: float) -> None:
+            bar.update(task, completed=done, total=total, rate=f"{rate:.1f} {unit}/s" if rate else "")
 
         yield update

@@ -57,6 +57,7 @@ def eval_command(
       llmbench eval model.gguf --task my_task.jsonl -k 3 --norm sum --norm pmi
       llmbench eval ./SmolLM2-135M --backend transformers --task arithmetic/task.json --chat
     """
+    from llmbench.cli._progress import rate_progress
     from llmbench.scenarios.evaluation import EvalConfig, run_eval
     from llmbench.store import Store
 
@@ -75,7 +76,7 @@ def eval_command(
         dtype=dtype,
         options=_parse_options(options),
     )
-    with Store() as store, _progress(output_format == "table") as progress:
+    with Store() as store, rate_progress(output_format == "table", "scoring", "examples") as progress:
         record = run_eval(config, store, progress)
     if output_format == "json":
         emit_json({**record.summary_row(), "config": record.config})
@@ -83,34 +84,3 @@ def eval_command(
     from llmbench.cli._tables import print_eval
 
     print_eval(record)
-
-
-def _progress(enabled: bool):  # type: ignore[no-untyped-def]
-    from contextlib import contextmanager
-
-    @contextmanager
-    def bar():  # type: ignore[no-untyped-def]
-        if not enabled:
-            yield lambda done, total, rate: None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        from llmbench.cli._output import console
-
-        with Progress(
-            TextColumn("scoring"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=console(stderr=True),
-            transient=True,
-        ) as progress:
-            task = progress.add_task("eval", total=None, rate="")
-
-            def update(done: int, total: int, rate: float) -> None:
-                progress.update(task, completed=done, total=total, rate=f"{rate:.1f} ex/s" if rate else "")
-
-            yield update
-
-    return bar()

@@ -50,8 +50,13 @@ def perplexity_command(
     backend_cls = select_backend(ref, backend)
     if window > n_ctx:
         raise InvalidOptionError(f"window {window} exceeds --n-ctx {n_ctx}", "lower --window or raise --n-ctx")
-    with backend_cls(ref, LoadOptions(n_ctx=n_ctx, dtype=dtype)) as loaded:
-        result = perplexity(loaded, text, window, stride)
+    from llmbench.cli._progress import rate_progress
+
+    with (
+        backend_cls(ref, LoadOptions(n_ctx=n_ctx, dtype=dtype)) as loaded,
+        rate_progress(output_format == "table", "windows", "tokens") as progress,
+    ):
+        result = perplexity(loaded, text, window, stride, progress)
     if output_format == "json":
         emit_json(
             {"model": ref.name, "backend": backend_cls.name, "window": window, "stride": stride} | result.as_dict()

@@ -128,23 +128,45 @@ def _load_bigbench(path: Path) -> Task:
     )
 
 
-def _load_hf_dataset(folder: str, prompt: str = "question", choices: str = "choices", answer: str = "answer") -> Task:
+_HF_COLUMNS = {
+    "prompt": ("prompt", "question", "input", "query", "ctx"),
+    "choices": ("choices", "options", "endings"),
+    "answer": ("answer", "label", "target", "gold"),
+}
+
+
+def _load_hf_dataset(folder: str) -> Task:
+    """A dataset saved with ``save_to_disk``: the ``test`` split (or the first), columns found by name."""
     try:
         import datasets
     except ImportError:
-        raise InvalidOptionError("hf: tasks need the datasets package", "pip install datasets") from None
+        raise InvalidOptionError("hf: tasks need the datasets package", "pip install 'llmbench[datasets]'") from None
     try:
         dataset: Any = datasets.load_from_disk(folder)
     except (FileNotFoundError, ValueError) as exc:
         raise InvalidOptionError(
-            f"cannot load the dataset saved at {folder} ({exc})", "save it with save_to_disk"
+            f"cannot load a dataset saved at {folder} ({exc})", "save it with save_to_disk"
         ) from None
     if hasattr(dataset, "keys"):
         split = "test" if "test" in dataset else next(iter(dataset.keys()))
         dataset = dataset[split]
-    examples = [
-        Example(str(i), str(row[prompt]), tuple(row[choices]), int(row[answer])) for i, row in enumerate(dataset)
-    ]
+    columns = {}
+    for role, names in _HF_COLUMNS.items():
+        found = next((name for name in names if name in dataset.column_names), None)
+        if found is None:
+            raise InvalidOptionError(
+                f"the dataset at {folder} has no {role} column (looked for {', '.join(names)})",
+                f"rename a column with dataset.rename_column(...); it has {', '.join(dataset.column_names)}",
+            )
+        columns[role] = found
+    examples = []
+    for index, row in enumerate(dataset):
+        choices = tuple(str(c) for c in row[columns["choices"]])
+        answer = row[columns["answer"]]
+        answer = choices.index(answer) if isinstance(answer, str) and answer in choices else int(answer)
+        examples.append(Example(str(index), str(row[columns["prompt"]]), choices, answer))
+    if not examples:
+        raise InvalidOptionError(f"the dataset at {folder} holds no examples")
     return Task(Path(folder).name, tuple(examples))
 
 
