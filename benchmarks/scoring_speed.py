@@ -25,8 +25,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ENVS = ROOT / ".bench-envs"
 SIDE = {
-    "cappr": ["torch==2.13.0", "transformers==4.57.*", "numpy<2", "cappr", "safetensors", "sentencepiece"],
-    "lm-eval": ["torch==2.13.0", "lm-eval==0.4.*", "transformers", "safetensors"],
+    "cappr": [
+        "torch==2.13.0",
+        "transformers==4.57.*",
+        "numpy<2",
+        "cappr",
+        "accelerate",
+        "safetensors",
+        "sentencepiece",
+    ],
+    "lm-eval": ["torch==2.13.0", "lm-eval==0.4.*", "transformers", "accelerate", "safetensors"],
 }
 
 CAPPR_WORKER = r"""
@@ -38,8 +46,18 @@ from cappr.huggingface.classify import predict_proba_examples
 data = json.load(open(sys.argv[1]))
 torch.set_num_threads(data["threads"])
 model = AutoModelForCausalLM.from_pretrained(data["model"], torch_dtype=torch.float32).eval()
-tokenizer = AutoTokenizer.from_pretrained(data["model"])
-examples = [Example(prompt=p, completions=tuple(c), end_of_prompt="") for p, c in zip(data["prompts"], data["choices"])]
+# transformers 4.57 cannot read the tokenizer class name transformers 5 writes; the tokenizer.json is the same
+from transformers import PreTrainedTokenizerFast
+special = {k: v for k, v in json.load(open(data["model"] + "/tokenizer_config.json")).items()
+           if k in ("bos_token", "eos_token", "pad_token", "unk_token") and isinstance(v, str)}
+tokenizer = PreTrainedTokenizerFast(tokenizer_file=data["model"] + "/tokenizer.json", model_input_names=["input_ids", "attention_mask"], **special)
+# CAPPr tokenizes prompt and completion apart: the prompt's trailing whitespace moves to the completions,
+# as llmbench does at the boundary, so both score the same tokens.
+examples = []
+for p, c in zip(data["prompts"], data["choices"]):
+    stripped = p.rstrip()
+    moved = p[len(stripped):]
+    examples.append(Example(prompt=stripped, completions=tuple(moved + x for x in c), end_of_prompt=""))
 predict_proba_examples(examples[:2], model_and_tokenizer=(model, tokenizer))
 start = time.perf_counter()
 probs = predict_proba_examples(examples, model_and_tokenizer=(model, tokenizer))
@@ -85,6 +103,23 @@ def side_env(name: str) -> Path | None:
     return python
 
 
+def legacy_copy(folder: Path) -> Path:
+    """The model folder as transformers 4.x reads it: v5 moved rope_theta into rope_parameters,
+    and a 4.x loader that misses it silently falls back to rope_theta=10000 (a different model)."""
+    legacy = folder.with_name(folder.name + "-transformers4")
+    legacy.mkdir(exist_ok=True)
+    for item in folder.iterdir():
+        target = legacy / item.name
+        if item.name != "config.json" and not target.exists():
+            target.symlink_to(item)
+    config = json.loads((folder / "config.json").read_text())
+    rope = config.get("rope_parameters") or {}
+    if "rope_theta" in rope:
+        config.setdefault("rope_theta", rope["rope_theta"])
+    (legacy / "config.json").write_text(json.dumps(config))
+    return legacy
+
+
 def run_side(name: str, worker: str, payload: Path) -> dict | None:  # type: ignore[type-arg]
     python = side_env(name)
     if python is None:
@@ -113,6 +148,7 @@ def main() -> None:
     parser.add_argument("--task", default="social_iqa")
     parser.add_argument("--limit", type=int, default=60)
     parser.add_argument("--no-side", action="store_true", help="skip CAPPr and lm-eval")
+    parser.add_argument("--side", choices=["cappr", "lm-eval"], help="run only this side comparison")
     args = parser.parse_args()
     shared = ROOT.parent / "shared" / "datasets" / "bigbench" / args.task
     task = load_task(str(shared if shared.exists() else ROOT / "tests" / "data" / "bigbench" / args.task))
@@ -164,11 +200,16 @@ def main() -> None:
     payload.write_text(
         json.dumps({"model": str(folder), "prompts": prompts, "choices": choices, "threads": default_threads()})
     )
-    for name, worker, target, ours_pred in (
-        ("cappr", CAPPR_WORKER, 1.5, argmax(our_means)),
-        ("lm-eval", LMEVAL_WORKER, 2.0, argmax(our_sums)),
+    legacy_payload = work / "payload-legacy.json"
+    legacy = {"model": str(legacy_copy(folder)), "prompts": prompts, "choices": choices, "threads": default_threads()}
+    legacy_payload.write_text(json.dumps(legacy))
+    for name, worker, target, ours_pred, data in (
+        ("cappr", CAPPR_WORKER, 1.5, argmax(our_means), legacy_payload),
+        ("lm-eval", LMEVAL_WORKER, 2.0, argmax(our_sums), payload),
     ):
-        result = run_side(name, worker, payload)
+        if args.side and name != args.side:
+            continue
+        result = run_side(name, worker, data)
         if result is None:
             continue
         ratio = result["seconds"] / ours_s
