@@ -209,7 +209,7 @@ class LlamaCppBackend(Backend):
     def apply_chat_template(self, messages: Sequence[Message]) -> list[int]:
         result = self._format_chat(messages)
         if result is None:
-            return super().render_chat(messages)  # type: ignore[return-value]  # raises
+            return super().apply_chat_template(messages)  # raises: no template
         return list(self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
 
     def close(self) -> None:
