@@ -158,10 +158,17 @@ class Scorer:
                 rows.append((index, len(entries)))
                 entries += [(t, start + j, slot, True) for j, t in enumerate(feed)]
             self._decode(entries)
+            # Every entry asked for logits, so output row k is batch entry k: one view, one log-softmax.
+            pointer = self.lib.llama_get_logits(self.ctx)
+            logits = np.ctypeslib.as_array(
+                ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), shape=(len(entries), self.n_vocab)
+            ).astype(np.float64)
+            top = logits.max(axis=1, keepdims=True)
+            logprobs = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
             for index, first in rows:
                 feed = request.continuations[index].feed
                 for j in range(1, len(feed)):
-                    scores[index].append(float(_log_softmax(self._logits(first + j - 1))[feed[j]]))
+                    scores[index].append(float(logprobs[first + j - 1, feed[j]]))
             for slot in range(1, len(group) + 1):
                 self.lib.llama_memory_seq_rm(self.memory, slot, -1, -1)
         return [s[len(s) - c.n_scored :] for s, c in zip(scores, request.continuations, strict=True)]
