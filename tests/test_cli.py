@@ -69,6 +69,7 @@ def test_unknown_backend_suggests_the_nearest() -> None:
         (["-n", "0"], "max_new_tokens"),
         (["-o", "n_gpu_layers"], "KEY=VALUE"),
         (["-o", "no_such_option=1"], "unknown llama.cpp option"),
+        (["-o", "flash_attn=maybe"], "option flash_attn must be true or false"),
         (["--backend", "transformers", "--dtype", "float8"], "unknown dtype"),
         (["-p", "4000", "--n-ctx", "512"], "n_ctx"),
     ],

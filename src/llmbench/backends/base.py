@@ -93,6 +93,18 @@ class Capabilities:
     embed: bool
 
 
+def option_flag(key: str, value: Any) -> bool:
+    """A true/false backend option (``-o flash_attn=true``); anything else is an error, not False."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise InvalidOptionError(f"option {key} must be true or false, got {value!r}")
+
+
 @dataclass
 class LoadOptions:
     """Options every backend understands; backend-specific ones travel in ``extra``."""

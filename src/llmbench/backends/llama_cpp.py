@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from llmbench.backends._threads import default_threads
-from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message
+from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message, option_flag
 from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
 from llmbench.models import ModelRef
 from llmbench.scoring._requests import ScoringRequest
@@ -110,7 +110,7 @@ class LlamaCppBackend(Backend):
                 kwargs[key] = int(options.extra[key])
         for key in ("flash_attn", "use_mmap", "use_mlock", "logits_all"):
             if key in options.extra:
-                kwargs[key] = _as_bool(key, options.extra[key])
+                kwargs[key] = option_flag(key, options.extra[key])
         for key in ("type_k", "type_v"):
             if key in options.extra:
                 name = str(options.extra[key]).lower()
@@ -220,14 +220,3 @@ class LlamaCppBackend(Backend):
         if llm is not None:
             llm.close()
             del self.llm
-
-
-def _as_bool(key: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise InvalidOptionError(f"option {key} must be true or false, got {value!r}")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from llmbench.backends._threads import default_threads
-from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message
+from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message, option_flag
 from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
 from llmbench.models import ModelRef
 from llmbench.scoring._requests import ScoringRequest
@@ -47,10 +47,6 @@ def _import() -> tuple[Any, Any]:
     except ImportError as exc:
         raise missing_extra(exc.name or "transformers", "hf") from None
     return torch, transformers
-
-
-def _truthy(value: Any) -> bool:
-    return str(value).lower() in ("1", "true", "yes", "on")
 
 
 class TransformersBackend(Backend):
@@ -87,7 +83,7 @@ class TransformersBackend(Backend):
         self.threads = options.threads or default_threads()
         torch.set_num_threads(self.threads)
         extra = options.extra
-        trust = _truthy(extra.get("trust_remote_code", False))
+        trust = option_flag("trust_remote_code", extra.get("trust_remote_code", False))
         source = str(model.folder)
         common: dict[str, Any] = {"trust_remote_code": trust}
         if model.format == "gguf":
@@ -102,7 +98,7 @@ class TransformersBackend(Backend):
         if "attn_implementation" in extra:
             kwargs["attn_implementation"] = str(extra["attn_implementation"])
         if model.format == "hf":
-            kwargs["use_safetensors"] = None if _truthy(extra.get("allow_pickle", False)) else True
+            kwargs["use_safetensors"] = None if option_flag("allow_pickle", extra.get("allow_pickle", False)) else True
         quantization = extra.get("quantization")
         if quantization:
             kwargs["quantization_config"] = _bitsandbytes_config(transformers, torch, str(quantization))
