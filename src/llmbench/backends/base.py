@@ -129,6 +129,8 @@ class Backend(ABC):
     can_chat: ClassVar[bool] = True
     can_score: ClassVar[bool] = False
     can_embed: ClassVar[bool] = False
+    known_options: ClassVar[frozenset[str] | None] = None
+    """Backend-specific option names (``-o KEY=VALUE``); None when the backend does not declare them."""
 
     def __init__(self, model: ModelRef, options: LoadOptions) -> None:
         self.model = model

@@ -64,6 +64,7 @@ class LlamaCppBackend(Backend):
     can_stream = True
     can_chat = True
     can_score = True
+    known_options = frozenset(_KNOWN_OPTIONS)
 
     @classmethod
     def check_available(cls) -> None:

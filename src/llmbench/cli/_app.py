@@ -13,8 +13,10 @@ from llmbench.cli.evaluate import eval_command
 from llmbench.cli.inspect import inspect_command
 from llmbench.cli.perplexity import perplexity_command
 from llmbench.cli.plan import plan_command
+from llmbench.cli.report import report_command
 from llmbench.cli.run import run_command
 from llmbench.cli.runs import runs_command, show_command
+from llmbench.cli.sweep import sweep_command, sweeps_command
 from llmbench.cli.tokens import tokens_command
 
 
@@ -47,3 +49,6 @@ cli.add_command(inspect_command)
 cli.add_command(plan_command)
 cli.add_command(perplexity_command)
 cli.add_command(tokens_command)
+cli.add_command(sweep_command)
+cli.add_command(sweeps_command)
+cli.add_command(report_command)

@@ -68,3 +68,49 @@ def rate_progress(enabled: bool, label: str, unit: str) -> Iterator[Callable[[in
             bar.update(task, completed=done, total=total, rate=f"{rate:.1f} {unit}/s" if rate else "")
 
         yield update
+
+
+class _SweepBar:
+    """Sweep progress: a bar over runs with an ETA, and a line with the current run's phase."""
+
+    def __init__(self, bar: Any, total: int) -> None:
+        self.bar = bar
+        self.runs = bar.add_task("sweep", total=total, phase="")
+        self.current: Any = bar.add_task("", total=None, phase="", visible=False)
+        self.running = 0
+
+    def run_started(self, run: Any) -> None:
+        self.running += 1
+        label = run.describe() if self.running == 1 else f"{self.running} runs in flight"
+        self.bar.update(self.current, description=label, phase="starting", visible=True)
+
+    def run_phase(self, run: Any, phase: str, done: int, total: int) -> None:
+        label = {"load": "loading", "warmup": "warming up", "measure": "measuring"}.get(phase, phase)
+        self.bar.update(self.current, description=run.describe(), phase=f"{label} {done}/{total}")
+
+    def run_done(self, run: Any, record: Any) -> None:
+        self.running -= 1
+        self.bar.advance(self.runs)
+        self.bar.update(self.current, visible=self.running > 0)
+
+
+@contextmanager
+def sweep_progress(enabled: bool, total: int) -> Iterator[Any]:
+    """A :class:`~llmbench.sweep.SweepEvents` that draws on stderr (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from llmbench.cli._output import console
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[phase]}"),
+        TimeRemainingColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as bar:
+        yield _SweepBar(bar, total)

@@ -256,3 +256,65 @@ def print_eval(record: RunRecord) -> None:
     out.print("  ".join(facts), soft_wrap=True)
     if record.error:
         out.print(f"[red]error:[/red] {escape(record.error)}")
+
+
+def print_sweep_plan(plan: Any, done: set[str]) -> None:
+    from rich.table import Table
+
+    todo = sum(1 for run in plan.runs if run.key not in done)
+    table = Table(title=escape(f"sweep {plan.id} ({plan.source}): {len(plan.runs)} run(s), {todo} to run"))
+    for column in ("#", "key", "model", "backend", "settings", "stored"):
+        table.add_column(column, overflow="fold")
+    for index, run in enumerate(plan.runs, 1):
+        settings = " ".join(f"{k}={v}" for k, v in run.choices.items()) or "-"
+        _add_row(table, str(index), run.key, run.label, run.backend, settings, "yes" if run.key in done else "no")
+    console().print(table)
+
+
+def print_sweep(sweep_id: str, rows: Sequence[tuple[Any, RunRecord | None]], skipped: int) -> None:
+    from rich.table import Table
+
+    failed = sum(1 for _, record in rows if record is not None and record.status != "ok")
+    title = f"sweep {sweep_id}: {len(rows)} run(s), {skipped} already stored, {failed} failed"
+    table = Table(title=escape(title))
+    for column in ("run", "id", "status", "decode tok/s", "TTFT ms", "peak RSS", "error"):
+        numeric = column in ("decode tok/s", "TTFT ms", "peak RSS")
+        table.add_column(column, justify="right" if numeric else "left", overflow="fold")
+    for run, record in rows:
+        if record is None:
+            _add_row(table, run.describe(), "-", "not run", "-", "-", "-", "")
+            continue
+        summary = (record.metrics or {}).get("summary") or {}
+        _add_row(
+            table,
+            run.describe(),
+            record.id,
+            record.status,
+            number((summary.get("decode_tok_s") or {}).get("mean")),
+            milliseconds((summary.get("ttft_s") or {}).get("mean")),
+            human_bytes((record.metrics or {}).get("peak_rss_bytes")),
+            (record.error or "")[:120],
+        )
+    out = console()
+    out.print(table)
+    out.print(f"Report: llmbench report --sweep {sweep_id} --out report.html")
+
+
+def print_sweeps(rows: Sequence[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} stored sweep(s)")
+    for column in ("id", "created", "name", "planned", "ok", "failed", "source"):
+        table.add_column(column, justify="right" if column in ("planned", "ok", "failed") else "left", overflow="fold")
+    for row in rows:
+        _add_row(
+            table,
+            row["id"],
+            row["created_at"].replace("T", " ")[5:16],
+            row["name"] or "-",
+            str(row["planned"]),
+            str(row["ok"]),
+            str(row["failed"]),
+            row["source"] or "-",
+        )
+    console().print(table)

@@ -1,1 +1,6 @@
-"""Reading stored results back: comparisons between runs."""
+"""Reports: stored runs as Excel, CSV, JSON, Markdown or a self-contained HTML page; run comparison."""
+
+from llmbench.reports._rows import COLUMNS, Column, ReportRun, load_runs, rows
+from llmbench.reports._write import WRITERS, write_report
+
+__all__ = ["COLUMNS", "WRITERS", "Column", "ReportRun", "load_runs", "rows", "write_report"]

@@ -41,6 +41,48 @@ def compare_runs(store: Store, run_a: str, run_b: str) -> tuple[RunRecord, RunRe
     return a, b, _compare_speed(a, b)
 
 
+@dataclass(frozen=True)
+class PairComparison:
+    """One run key present in both sweeps, and its metrics compared."""
+
+    key: str
+    name: str
+    a: RunRecord
+    b: RunRecord
+    metrics: list[MetricComparison]
+
+
+def compare_sweeps(store: Store, sweep_a: str, sweep_b: str) -> tuple[str, str, list[PairComparison]]:
+    """Pair the ok runs of two sweeps by run key (the same config) and compare each pair.
+
+    Keys hash the run's config, not the sweep, so the same file run on two machines or two
+    library versions pairs up run by run.
+    """
+    a, b = store.sweep(sweep_a), store.sweep(sweep_b)
+    runs_a = {r.key: r for r in store.runs(sweep_id=a.id) if r.status == "ok"}
+    runs_b = {r.key: r for r in store.runs(sweep_id=b.id) if r.status == "ok"}
+    shared = [key for key in runs_a if key in runs_b and key is not None]
+    if not shared:
+        raise LLMBenchError(
+            f"sweeps {a.id} and {b.id} have no successful run with the same config", "compare sweeps of the same file"
+        )
+    pairs = []
+    for key in sorted(shared, key=lambda k: runs_a[k].created_at):
+        run_a, run_b = store.get(runs_a[key].id), store.get(runs_b[key].id)
+        sweep_info = run_a.config.get("sweep") or {}
+        choices = " ".join(f"{k}={v}" for k, v in (sweep_info.get("choices") or {}).items())
+        name = " · ".join(part for part in (sweep_info.get("label") or run_a.model, run_a.backend, choices) if part)
+        pairs.append(PairComparison(str(key), name, run_a, run_b, _compare_speed(run_a, run_b)))
+    return a.id, b.id, pairs
+
+
+def is_sweep(store: Store, ident: str) -> bool:
+    """True when ``ident`` names a stored sweep and no run."""
+    sweep_match = store.db.execute("SELECT 1 FROM sweeps WHERE id LIKE ?", (ident + "%",)).fetchone()
+    run_match = store.db.execute("SELECT 1 FROM runs WHERE id LIKE ?", (ident + "%",)).fetchone()
+    return bool(sweep_match) and not run_match
+
+
 def _values(run: RunRecord, metric: str) -> list[float]:
     return [
         float(rep.metrics[metric]) for rep in run.repetitions if not rep.warmup and rep.metrics.get(metric) is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from llmbench.backends import default_backend_for, get_backend
 from llmbench.backends.base import Backend, Generation, GenerationConfig, LoadOptions
@@ -21,11 +21,17 @@ from llmbench.measurement.memory import MemoryPeak, PeakMemoryTracker
 from llmbench.measurement.metrics import GenerationMetrics, generation_metrics, summarise
 from llmbench.measurement.prompts import DEFAULT_CHAT_PROMPT, synthetic_prompt_ids
 from llmbench.models import ModelRef, resolve_model
-from llmbench.store import RunRecord, Store
+from llmbench.store import RunRecord
 from llmbench.store._store import Repetition
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``(phase, done, total)``: phase is ``load``, ``warmup`` or ``measure``."""
+
+
+class RecordSink(Protocol):
+    """Where a finished run goes: the :class:`~llmbench.store.Store`, or a sweep's child process pipe."""
+
+    def save(self, run: RunRecord) -> str: ...
 
 
 @dataclass
@@ -128,7 +134,7 @@ class _Progress:
 
 
 def run_benchmark(
-    config: BenchmarkConfig, store: Store | None = None, progress: ProgressCallback | None = None
+    config: BenchmarkConfig, store: RecordSink | None = None, progress: ProgressCallback | None = None
 ) -> RunRecord:
     """Run the benchmark, save it to ``store`` (if given) and return the stored record.
 
@@ -166,7 +172,7 @@ def run_benchmark(
         config=state.config,
         environment=environment,
         metrics=state.metrics,
-        error=_describe(failure),
+        error=describe_failure(failure),
         repetitions=state.repetitions,
     )
     if store is not None and (failure is None or "load_s" in state.metrics):
@@ -230,7 +236,7 @@ def _status(failure: BaseException | None) -> str:
     return "interrupted" if isinstance(failure, KeyboardInterrupt) else "failed"
 
 
-def _describe(failure: BaseException | None) -> str | None:
+def describe_failure(failure: BaseException | None) -> str | None:
     if failure is None:
         return None
     if isinstance(failure, KeyboardInterrupt):

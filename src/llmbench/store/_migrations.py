@@ -93,3 +93,22 @@ def m003_run_keys_and_eval_examples(db: sqlite3.Connection) -> None:
         )
         """
     )
+
+
+@migration
+def m004_sweeps(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE sweeps (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            name TEXT,
+            source TEXT,
+            config TEXT NOT NULL,
+            planned INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("ALTER TABLE runs ADD COLUMN sweep_id TEXT REFERENCES sweeps (id)")
+    # One row per run of a sweep, whatever crashes or resumes happened on the way.
+    db.execute("CREATE UNIQUE INDEX runs_sweep_key ON runs (sweep_id, key) WHERE sweep_id IS NOT NULL")

@@ -38,6 +38,22 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class SweepRecord:
+    """One sweep: its config as validated, and how many runs its plan holds."""
+
+    id: str
+    name: str | None
+    source: str | None
+    config: dict[str, Any]
+    planned: int
+    created_at: str = field(default_factory=_now)
+
+
 @dataclass
 class Repetition:
     index: int
@@ -62,7 +78,10 @@ class RunRecord:
     error: str | None = None
     repetitions: list[Repetition] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=_now)
+    key: str | None = None
+    """A stable hash of the resolved config (sweeps and resumable runs)."""
+    sweep_id: str | None = None
 
     def summary_row(self) -> dict[str, Any]:
         return {
@@ -74,6 +93,7 @@ class RunRecord:
             "backend": self.backend,
             "metrics": self.metrics,
             "error": self.error,
+            "sweep_id": self.sweep_id,
         }
 
 
@@ -104,11 +124,17 @@ class Store:
         self.close()
 
     def save(self, run: RunRecord) -> str:
-        """Insert ``run`` and its repetitions in one committed transaction."""
+        """Insert ``run`` and its repetitions in one committed transaction.
+
+        A run of a sweep replaces any earlier row with the same sweep and key in that same
+        transaction, so a sweep holds one row per key however often it was interrupted.
+        """
         with self.db:
+            if run.sweep_id is not None and run.key is not None:
+                self.db.execute("DELETE FROM runs WHERE sweep_id = ? AND key = ?", (run.sweep_id, run.key))
             self.db.execute(
                 "INSERT INTO runs (id, created_at, kind, status, model, model_path, backend, config, metrics,"
-                " environment, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " environment, error, key, sweep_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.id,
                     run.created_at,
@@ -121,6 +147,8 @@ class Store:
                     _dumps(run.metrics) if run.metrics is not None else None,
                     _dumps(run.environment),
                     run.error,
+                    run.key,
+                    run.sweep_id,
                 ),
             )
             self.db.executemany(
@@ -144,10 +172,8 @@ class Store:
     def start(self, run: RunRecord, key: str) -> str:
         """Insert ``run`` as ``running`` under ``key`` so that an interrupted run can be resumed."""
         run.status = "running"
-        self.save(run)
-        with self.db:
-            self.db.execute("UPDATE runs SET key = ? WHERE id = ?", (key, run.id))
-        return run.id
+        run.key = key
+        return self.save(run)
 
     def unfinished(self, kind: str, key: str) -> RunRecord | None:
         row = self.db.execute(
@@ -178,13 +204,21 @@ class Store:
                 (status, _dumps(metrics) if metrics is not None else None, error, run_id),
             )
 
-    def runs(self, limit: int | None = None, kind: str | None = None) -> Iterator[RunRecord]:
+    def runs(
+        self, limit: int | None = None, kind: str | None = None, sweep_id: str | None = None
+    ) -> Iterator[RunRecord]:
         """Stored runs, newest first, without their repetitions."""
         sql = "SELECT * FROM runs"
+        clauses: list[str] = []
         params: list[Any] = []
         if kind:
-            sql += " WHERE kind = ?"
+            clauses.append("kind = ?")
             params.append(kind)
+        if sweep_id:
+            clauses.append("sweep_id = ?")
+            params.append(sweep_id)
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY created_at DESC, rowid DESC"
         if limit:
             sql += " LIMIT ?"
@@ -200,11 +234,56 @@ class Store:
         if len(rows) > 1:
             raise LLMBenchError(f"run id {run_id!r} is ambiguous ({len(rows)} runs)", "give more characters")
         record = _record(rows[0])
-        record.repetitions = [
-            Repetition(r["idx"], bool(r["warmup"]), json.loads(r["metrics"]), json.loads(r["itl_gaps"]), r["text"])
-            for r in self.db.execute("SELECT * FROM repetitions WHERE run_id = ? ORDER BY idx", (record.id,))
-        ]
+        record.repetitions = self.repetitions(record.id)
         return record
+
+    def repetitions(self, run_id: str) -> list[Repetition]:
+        return [
+            Repetition(r["idx"], bool(r["warmup"]), json.loads(r["metrics"]), json.loads(r["itl_gaps"]), r["text"])
+            for r in self.db.execute("SELECT * FROM repetitions WHERE run_id = ? ORDER BY idx", (run_id,))
+        ]
+
+    # -- sweeps ------------------------------------------------------------------------------------
+
+    def save_sweep(self, sweep: SweepRecord) -> None:
+        """Record a sweep once; saving the same id again keeps the first record."""
+        with self.db:
+            self.db.execute(
+                "INSERT OR IGNORE INTO sweeps (id, created_at, name, source, config, planned) VALUES (?, ?, ?, ?, ?, ?)",
+                (sweep.id, sweep.created_at, sweep.name, sweep.source, _dumps(sweep.config), sweep.planned),
+            )
+
+    def sweep(self, sweep_id: str) -> SweepRecord:
+        """One sweep by id or unique id prefix."""
+        rows = self.db.execute("SELECT * FROM sweeps WHERE id LIKE ?", (sweep_id + "%",)).fetchall()
+        if not rows:
+            raise LLMBenchError(f"no stored sweep has id {sweep_id!r}", "list them with: llmbench sweeps")
+        if len(rows) > 1:
+            raise LLMBenchError(f"sweep id {sweep_id!r} is ambiguous ({len(rows)} sweeps)", "give more characters")
+        return _sweep(rows[0])
+
+    def sweeps(self, limit: int | None = None) -> list[SweepRecord]:
+        sql = "SELECT * FROM sweeps ORDER BY created_at DESC, rowid DESC"
+        rows = self.db.execute(sql + (" LIMIT ?" if limit else ""), (limit,) if limit else ()).fetchall()
+        return [_sweep(row) for row in rows]
+
+    def finished_keys(self, sweep_id: str) -> set[str]:
+        """Keys of the runs of a sweep that ended (well or not): a resumed sweep skips them."""
+        rows = self.db.execute(
+            "SELECT key FROM runs WHERE sweep_id = ? AND status IN ('ok', 'failed')", (sweep_id,)
+        ).fetchall()
+        return {row["key"] for row in rows}
+
+
+def _sweep(row: sqlite3.Row) -> SweepRecord:
+    return SweepRecord(
+        id=row["id"],
+        created_at=row["created_at"],
+        name=row["name"],
+        source=row["source"],
+        config=json.loads(row["config"]),
+        planned=row["planned"],
+    )
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
@@ -220,4 +299,6 @@ def _record(row: sqlite3.Row) -> RunRecord:
         metrics=json.loads(row["metrics"]) if row["metrics"] else None,
         environment=json.loads(row["environment"]),
         error=row["error"],
+        key=row["key"],
+        sweep_id=row["sweep_id"],
     )

@@ -1,0 +1,267 @@
+"""The HTML report: one self-contained file (plotly's JavaScript embedded) that works offline.
+
+Charts: decode tok/s by run, TTFT and inter-token-latency distributions over repetitions, peak
+memory against decode speed, load-test curves (latency against throughput) when load runs are
+selected, and quality against speed when the store has evaluations of the models. Every string
+from the store is escaped: in the HTML with :func:`html.escape`, in the charts by plotly's JSON
+encoding plus entity-escaping of labels (plotly renders a few HTML tags in labels).
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from llmbench.reports._rows import Column, ReportRun, rows, used_columns
+
+_SUMMARY_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "ttft_p99_ms", "decode_tok_s", "itl_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "id")  # fmt: skip
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+table { border-collapse: collapse; font-size: 0.85rem; margin-bottom: 2rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; }
+th { background: #ddebf7; position: sticky; top: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.best { background: #c6efce; } td.worst { background: #ffc7ce; }
+.chart { margin-bottom: 2rem; } pre { background: #f6f6f6; padding: 0.5rem; overflow-x: auto; }
+.note { color: #666; }
+"""
+
+
+def _label(text: str) -> str:
+    """A string for a plotly label: shown literally, never interpreted as markup."""
+    return html.escape(text, quote=False)
+
+
+def write_html(runs: Sequence[ReportRun], path: Path, title: str = "llmbench report") -> None:
+    try:
+        import plotly.io as pio
+    except ImportError:
+        from llmbench.errors import missing_extra
+
+        raise missing_extra("plotly", "reports") from None
+    figures = [
+        ("Decode throughput", _decode_bars(runs), "Mean decode tokens/s per run; bars show one standard deviation."),
+        ("Time to first token", _box(runs, "ttft"), "Per repetition (warm-ups excluded)."),
+        ("Inter-token latency", _box(runs, "itl"), "Every gap between consecutive tokens, pooled over repetitions."),
+        ("Memory against speed", _memory_scatter(runs), "Peak resident memory (VRAM when measured) against decode tok/s."),
+        ("Load test", _load_curves(runs), "Latency against output throughput, one point per load step."),
+        ("Quality against speed", _quality_scatter(runs), "Accuracy of the newest evaluation of each model."),
+    ]  # fmt: skip
+    parts = []
+    first = True
+    for heading, figure, caption in figures:
+        parts.append(f"<h2>{html.escape(heading)}</h2>")
+        if figure is None:
+            parts.append(f'<p class="note">{html.escape(_absent(heading))}</p>')
+            continue
+        figure.update_layout(height=520, margin={"b": 160}, xaxis_tickangle=-25)
+        div = pio.to_html(figure, include_plotlyjs=first, full_html=False, config={"displaylogo": False})
+        first = False
+        parts.append(f'<div class="chart">{div}<p class="note">{html.escape(caption)}</p></div>')
+    body = "\n".join(
+        [
+            f"<h1>{html.escape(title)}</h1>",
+            f'<p class="note">{len(runs)} run(s), generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>',
+            _summary_table(runs),
+            *parts,
+            _failures(runs),
+            _machine(runs),
+        ]
+    )
+    document = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n{body}\n</body></html>\n"
+    )
+    path.write_text(document, encoding="utf-8")
+
+
+def _absent(heading: str) -> str:
+    return {
+        "Load test": "No load-test runs in this report (llmbench load).",
+        "Quality against speed": "No evaluation of these models in the store yet (llmbench eval).",
+    }.get(heading, "No measured runs to plot.")
+
+
+def _ok(runs: Sequence[ReportRun]) -> list[ReportRun]:
+    return [run for run in runs if run.record.status == "ok" and run.record.kind == "generate"]
+
+
+def _decode_bars(runs: Sequence[ReportRun]) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for backend in sorted({run.record.backend for run in _ok(runs)}):
+        chosen = [run for run in _ok(runs) if run.record.backend == backend]
+        summaries = [((run.record.metrics or {}).get("summary") or {}).get("decode_tok_s") or {} for run in chosen]
+        figure.add_bar(
+            name=_label(backend),
+            x=[_label(f"{run.label} {run.settings}".strip()) for run in chosen],
+            y=[summary.get("mean") for summary in summaries],
+            error_y={"type": "data", "array": [summary.get("std") or 0 for summary in summaries]},
+        )
+    if not figure.data:
+        return None
+    figure.update_layout(barmode="group", yaxis_title="decode tokens/s", xaxis_title="model and settings")
+    return figure
+
+
+def _box(runs: Sequence[ReportRun], metric: str) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for run in _ok(runs):
+        measured = [rep for rep in run.repetitions if not rep.warmup]
+        if metric == "ttft":
+            values = [rep.metrics["ttft_s"] * 1000 for rep in measured if rep.metrics.get("ttft_s") is not None]
+        else:
+            values = [gap * 1000 for rep in measured for gap in rep.itl_gaps]
+        if values:
+            figure.add_box(y=values, name=_label(run.name), boxpoints="outliers" if metric == "itl" else "all")
+    if not figure.data:
+        return None
+    figure.update_layout(yaxis_title=f"{'TTFT' if metric == 'ttft' else 'inter-token gap'} (ms)", showlegend=False)
+    return figure
+
+
+def _memory_scatter(runs: Sequence[ReportRun]) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    table = {row["id"]: row for row in rows(runs)}
+    for backend in sorted({run.record.backend for run in _ok(runs)}):
+        points = [
+            (table[run.record.id], run)
+            for run in _ok(runs)
+            if run.record.backend == backend and table[run.record.id].get("decode_tok_s") is not None
+        ]
+        if not points:
+            continue
+        figure.add_scatter(
+            name=_label(backend),
+            mode="markers",
+            marker={"size": 12},
+            x=[row.get("peak_vram_mib") or row.get("peak_rss_mib") for row, _ in points],
+            y=[row["decode_tok_s"] for row, _ in points],
+            text=[_label(run.name) for _, run in points],
+            hovertemplate="%{text}<br>%{x:.0f} MiB, %{y:.1f} tok/s<extra></extra>",
+        )
+    if not figure.data:
+        return None
+    figure.update_layout(xaxis_title="peak memory (MiB)", yaxis_title="decode tokens/s")
+    return figure
+
+
+def _load_curves(runs: Sequence[ReportRun]) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for run in runs:
+        steps = (run.record.metrics or {}).get("steps") if run.record.kind == "load" else None
+        if not steps:
+            continue
+        x = [step.get("output_tok_s") for step in steps]
+        for stat in ("p50", "p99"):
+            figure.add_scatter(
+                name=_label(f"{run.label} e2e {stat}"),
+                mode="lines+markers",
+                x=x,
+                y=[((step.get("e2e_s") or {}).get(stat) or 0) * 1000 for step in steps],
+            )
+    if not figure.data:
+        return None
+    figure.update_layout(xaxis_title="output tokens/s (all requests)", yaxis_title="end-to-end latency (ms)")
+    return figure
+
+
+def _quality_scatter(runs: Sequence[ReportRun]) -> Any:
+    import plotly.graph_objects as go
+
+    points = [(row, run) for row, run in zip(rows(runs), runs, strict=True) if row.get("accuracy") is not None]
+    points = [(row, run) for row, run in points if row.get("decode_tok_s") is not None]
+    if not points:
+        return None
+    figure = go.Figure(
+        go.Scatter(
+            mode="markers",
+            marker={"size": 12},
+            x=[row["decode_tok_s"] for row, _ in points],
+            y=[row["accuracy"] for row, _ in points],
+            text=[_label(run.name) for _, run in points],
+            hovertemplate="%{text}<br>%{x:.1f} tok/s, accuracy %{y:.3f}<extra></extra>",
+        )
+    )
+    figure.update_layout(xaxis_title="decode tokens/s", yaxis_title="accuracy")
+    return figure
+
+
+def _summary_table(runs: Sequence[ReportRun]) -> str:
+    table = rows(runs)
+    used = {column.key: column for column in used_columns(table)}
+    columns = [used[key] for key in _SUMMARY_KEYS if key in used]
+    extremes = {c.key: _extremes(table, c) for c in columns if c.better}
+    out = ["<table><thead><tr>", *(f"<th>{html.escape(c.label)}</th>" for c in columns), "</tr></thead><tbody>"]
+    for row in table:
+        out.append("<tr>")
+        for column in columns:
+            out.append(_cell(row.get(column.key), column, extremes.get(column.key)))
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _extremes(table: Sequence[dict[str, Any]], column: Column) -> tuple[float, float] | None:
+    values = [row[column.key] for row in table if isinstance(row.get(column.key), (int, float))]
+    if len(values) < 2 or min(values) == max(values):
+        return None
+    high, low = max(values), min(values)
+    return (high, low) if column.better == "high" else (low, high)
+
+
+def _cell(value: Any, column: Column, extremes: tuple[float, float] | None) -> str:
+    if value is None:
+        return '<td class="num">-</td>' if column.numeric else "<td></td>"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        css = "num"
+        if extremes is not None:
+            css += " best" if value == extremes[0] else " worst" if value == extremes[1] else ""
+        return f'<td class="{css}">{value:,.{column.digits}f}</td>'
+    return f"<td>{html.escape(str(value))}</td>"
+
+
+def _failures(runs: Sequence[ReportRun]) -> str:
+    failed = [run for run in runs if run.record.status != "ok"]
+    if not failed:
+        return ""
+    out = ["<h2>Failed runs</h2>"]
+    for run in failed:
+        out.append(f"<h3>{html.escape(run.name)} ({html.escape(run.record.id)})</h3>")
+        out.append(f"<p>{html.escape(run.record.error or run.record.status)}</p>")
+        tail = (run.record.metrics or {}).get("stderr_tail")
+        if tail:
+            out.append(f"<pre>{html.escape(str(tail))}</pre>")
+    return "\n".join(out)
+
+
+def _machine(runs: Sequence[ReportRun]) -> str:
+    seen: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        env = run.record.environment or {}
+        seen.setdefault(str(env.get("hostname")), env)
+    out = ["<h2>Machine</h2>"]
+    for env in seen.values():
+        gpus = ", ".join(str(gpu.get("name")) for gpu in env.get("gpus") or []) or "no GPU"
+        text = (
+            f"{env.get('hostname')}: {env.get('cpu_model')}, {env.get('cpu_logical_cores')} logical cores, "
+            f"{(env.get('ram_bytes') or 0) / 2**30:.1f} GiB RAM, {gpus}, {env.get('os')}, Python {env.get('python')}"
+        )
+        out.append(f"<p>{html.escape(text)}</p>")
+        libraries = env.get("libraries") or {}
+        out.append(
+            "<p class='note'>"
+            + html.escape(", ".join(f"{k} {v}" for k, v in libraries.items() if v != "not installed"))
+            + "</p>"
+        )
+    return "\n".join(out)

@@ -1,0 +1,110 @@
+"""CSV, JSON and Markdown reports: the same rows as the Excel summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from llmbench.reports._rows import Column, ReportRun, rows, used_columns
+
+
+def write_csv(runs: Sequence[ReportRun], path: Path) -> None:
+    """One row per run; header = column keys (units in the names: ``_ms``, ``_mib``, ``tok_s``)."""
+    table = rows(runs)
+    columns = used_columns(table)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([column.key for column in columns])
+        for row in table:
+            writer.writerow(["" if row.get(c.key) is None else row[c.key] for c in columns])
+
+
+def write_json(runs: Sequence[ReportRun], path: Path) -> None:
+    """Every run in full: the summary row plus its config, metrics, environment and repetitions."""
+    document = {
+        "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "columns": [asdict(column) for column in used_columns(rows(runs))],
+        "runs": [
+            {
+                "row": row,
+                "config": run.record.config,
+                "metrics": run.record.metrics,
+                "environment": run.record.environment,
+                "repetitions": [asdict(rep) for rep in run.repetitions],
+            }
+            for run, row in zip(runs, rows(runs), strict=True)
+        ],
+    }
+    path.write_text(json.dumps(_finite(document), indent=2, default=str), encoding="utf-8")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+_MARKDOWN_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "decode_tok_s", "itl_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "id")  # fmt: skip
+
+
+def write_markdown(runs: Sequence[ReportRun], path: Path) -> None:
+    """A Markdown table of the key metrics (best value bold), then failures and the machine."""
+    table = rows(runs)
+    used = {column.key: column for column in used_columns(table)}
+    columns = [used[key] for key in _MARKDOWN_KEYS if key in used]
+    best = {c.key: _best(table, c) for c in columns if c.better}
+    lines = [f"# llmbench report ({len(table)} run(s))", ""]
+    lines.append("| " + " | ".join(c.label for c in columns) + " |")
+    lines.append("| " + " | ".join("---:" if c.numeric else "---" for c in columns) + " |")
+    for row in table:
+        cells = []
+        for column in columns:
+            text = _format(row.get(column.key), column)
+            if column.key in best and row.get(column.key) is not None and row[column.key] == best[column.key]:
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    failures = [(row["id"], row["model"], row["error"]) for row in table if row.get("error")]
+    if failures:
+        lines += ["", "## Failed runs", ""]
+        lines += [f"- `{run_id}` {_escape(model)}: {_escape(error)}" for run_id, model, error in failures]
+    if runs:
+        env = runs[0].record.environment or {}
+        lines += ["", "## Machine", ""]
+        lines.append(
+            _escape(
+                f"{env.get('cpu_model', '?')}, {env.get('cpu_logical_cores', '?')} logical cores, "
+                f"{(env.get('ram_bytes') or 0) / 2**30:.1f} GiB RAM, {env.get('os', '?')}, Python {env.get('python', '?')}"
+            )
+        )
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _best(table: Sequence[dict[str, Any]], column: Column) -> Any:
+    values = [row[column.key] for row in table if isinstance(row.get(column.key), (int, float))]
+    if len(values) < 2:
+        return None
+    return max(values) if column.better == "high" else min(values)
+
+
+def _format(value: Any, column: Column) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{column.digits}f}"
+    return _escape(str(value))
+
+
+def _escape(text: str) -> str:
+    """Markdown table cells: pipes and HTML-significant characters shown literally."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
