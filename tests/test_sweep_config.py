@@ -1,0 +1,129 @@
+"""Sweep files: validation errors as one line (file, line, key, hint), and the expansion into runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import one_line_error, run_cli
+from llmbench.sweep import ConfigError, PlannedRun, expand, load_sweep_file, plan_sweep
+
+
+def write(tmp_path: Path, text: str, name: str = "sweep.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def planned(tmp_path: Path, text: str) -> list[PlannedRun]:
+    return plan_sweep(write(tmp_path, text)).runs
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("models: [default]\nsettings:\n  thread: 2\n", ["sweep.yaml:3", "settings.thread", "did you mean 'threads'?"]),
+        ("models: [default]\nbackend: [fake]\n", ["sweep.yaml:2", "'backend'", "did you mean 'backends'?"]),
+        ("models:\n  - model: default\n    labl: x\n", ["sweep.yaml:3", "models.0.labl", "did you mean 'label'?"]),
+        ("models: [default]\nsettings:\n  repetitions: 0\n", ["sweep.yaml:3", "settings.repetitions", "greater than"]),
+        ("models: [default]\nsettings: {n_ctx: [512, many]}\n", ["sweep.yaml:2", "settings.n_ctx", "'many'"]),
+        ("settings: {threads: 1}\n", ["'models' is required"]),
+        ("models: [default\n", ["sweep.yaml:2", "fix the YAML syntax"]),
+        ("- just\n- a list\n", ["expected a mapping"]),
+        ("models: [default]\nmemory_limit: lots\n", ["sweep.yaml:2", "memory_limit", "cannot read size"]),
+        ("models: [default]\nexecutor: slurm\n", ["executor must be local, ray or ray:ADDRESS"]),
+        ("models: [default]\nbackends: [llama_cp]\n", ["unknown backend 'llama_cp'", "did you mean"]),
+        ("models: [default]\nsettings: {options: {flash_atn: true}}\n", ["'flash_atn'", "did you mean 'flash_attn'?"]),
+        ("models: [default]\nexclude: [{thread: 2}]\n", ["exclude[0]", "'thread'", "did you mean 'threads'?"]),
+        ("models: [default]\nsettings: {max_new_tokens: 4000, n_ctx: 512}\n", ["exceed n_ctx"]),
+    ],
+)
+def test_bad_files_are_one_line_errors(tmp_path: Path, text: str, needles: list[str]) -> None:
+    path = write(tmp_path, text)
+    code, _, err = run_cli("sweep", str(path), "--dry-run")
+    one_line_error(code, err, *needles)
+
+
+def test_missing_file_is_one_line(tmp_path: Path) -> None:
+    code, _, err = run_cli("sweep", str(tmp_path / "nope.yaml"))
+    one_line_error(code, err, "does not exist")
+
+
+def test_lists_expand_as_a_product_with_exclusions(tmp_path: Path) -> None:
+    runs = planned(
+        tmp_path,
+        "models: [default]\nbackends: [fake, llama.cpp]\n"
+        "settings: {threads: [1, 2], max_new_tokens: [8, 16], repetitions: 2}\n"
+        "exclude:\n  - {backend: fake, threads: 2}\n  - {model: default, backend: llama.cpp, max_new_tokens: 16, threads: 1}\n",
+    )
+    described = [run.describe() for run in runs]
+    assert len(runs) == 2 * 2 * 2 - 2 - 1
+    assert all("repetitions" not in text for text in described)  # one value: not a varying choice
+    assert not any("fake" in text and "threads=2" in text for text in described)
+    assert all(run.config["repetitions"] == 2 for run in runs)
+    assert len({run.key for run in runs}) == len(runs)
+
+
+def test_backend_settings_go_to_the_backends_that_take_them(tmp_path: Path) -> None:
+    runs = planned(
+        tmp_path,
+        "models: [default]\nbackends: [llama.cpp, transformers]\n"
+        "settings: {n_gpu_layers: [0, 4], attn_implementation: [eager, sdpa], max_new_tokens: 4}\n",
+    )
+    by_backend: dict[str, list[PlannedRun]] = {}
+    for run in runs:
+        by_backend.setdefault(run.backend, []).append(run)
+    assert sorted(r.config["options"]["n_gpu_layers"] for r in by_backend["llama.cpp"]) == [0, 4]
+    assert sorted(r.config["options"]["attn_implementation"] for r in by_backend["transformers"]) == ["eager", "sdpa"]
+    assert all("attn_implementation" not in r.config["options"] for r in by_backend["llama.cpp"])
+
+
+def test_per_model_overrides_and_labels(tmp_path: Path) -> None:
+    runs = planned(
+        tmp_path,
+        "models:\n  - default\n  - model: default\n    label: long-prompt\n    backends: [fake]\n"
+        "    settings: {prompt_tokens: 512, options: {prefill_delay: 0.01}}\n"
+        "backends: [fake]\nsettings: {prompt_tokens: 64, max_new_tokens: 4}\n",
+    )
+    assert [(run.label, run.config["prompt_tokens"]) for run in runs] == [
+        ("SmolLM2-135M-Instruct", 64),
+        ("long-prompt", 512),
+    ]
+    assert runs[1].config["options"] == {"prefill_delay": 0.01}
+
+
+def test_keys_are_stable_and_follow_the_config(tmp_path: Path) -> None:
+    text = "models: [default]\nbackends: [fake]\nsettings: {max_new_tokens: [4, 8]}\n"
+    first = [run.key for run in planned(tmp_path, text)]
+    again = [run.key for run in plan_sweep(write(tmp_path, "# a comment\n" + text, "other.yaml")).runs]
+    assert first == again
+    changed = [run.key for run in planned(tmp_path, text.replace("[4, 8]", "[4, 9]"))]
+    assert changed[0] == first[0] and changed[1] != first[1]
+
+
+def test_same_file_same_sweep_id_and_fresh_gives_a_new_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "models: [default]\nbackends: [fake]\n")
+    assert plan_sweep(path).id == plan_sweep(path).id
+    assert plan_sweep(path, fresh=True).id != plan_sweep(path).id
+
+
+def test_relative_model_paths_resolve_from_the_file(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    model = tmp_path / "models" / "m.gguf"
+    model.write_bytes(b"")
+    sweep, _ = load_sweep_file(write(tmp_path, "models: [models/m.gguf]\nbackends: [fake]\n"))
+    (run,) = expand(sweep, tmp_path)
+    assert run.model == str(model.resolve()) and run.label == "m"
+
+
+def test_api_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_sweep_file(write(tmp_path, "models: [default]\nsetings: {}\n"))
+
+
+def test_dry_run_lists_the_plan(tmp_path: Path) -> None:
+    path = write(tmp_path, "models: [default]\nbackends: [fake]\nsettings: {max_new_tokens: [4, 8]}\n")
+    code, out, err = run_cli("sweep", str(path), "--dry-run")
+    assert code == 0, err
+    assert "2 run(s), 2 to run" in out and "max_new_tokens=8" in out
