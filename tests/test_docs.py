@@ -34,3 +34,12 @@ def test_metric_names_in_docs_exist_in_the_code() -> None:
     for name in re.findall(r"`(\w+_s)`", doc):
         if name not in ("load_s", "ttft_s"):
             assert name in GenerationMetrics.__dataclass_fields__ or name == "decode_s", name
+
+
+def test_example_sweep_files_validate() -> None:
+    from llmbench.sweep import plan_sweep
+
+    examples = sorted((ROOT / "docs" / "examples").glob("*.yaml"))
+    assert examples
+    for path in examples:
+        assert plan_sweep(path).runs, path
