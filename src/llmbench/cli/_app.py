@@ -11,6 +11,7 @@ from llmbench.cli.compare import compare_command
 from llmbench.cli.doctor import doctor_command
 from llmbench.cli.evaluate import eval_command
 from llmbench.cli.inspect import inspect_command
+from llmbench.cli.load import load_command
 from llmbench.cli.perplexity import perplexity_command
 from llmbench.cli.plan import plan_command
 from llmbench.cli.report import report_command
@@ -52,3 +53,4 @@ cli.add_command(tokens_command)
 cli.add_command(sweep_command)
 cli.add_command(sweeps_command)
 cli.add_command(report_command)
+cli.add_command(load_command)

@@ -114,3 +114,31 @@ def sweep_progress(enabled: bool, total: int) -> Iterator[Any]:
         transient=True,
     ) as bar:
         yield _SweepBar(bar, total)
+
+
+@contextmanager
+def load_progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None] | None]:
+    """A bar per load step: requests finished (of the planned count, when there is one)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from llmbench.cli._output import console
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console(stderr=True),
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(label: str, done: int, total: int | None) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        yield update

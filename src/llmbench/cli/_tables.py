@@ -318,3 +318,34 @@ def print_sweeps(rows: Sequence[dict[str, Any]]) -> None:
             row["source"] or "-",
         )
     console().print(table)
+
+
+def print_load(record: RunRecord, steps: Sequence[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=escape(f"load {record.id}: {record.model} ({record.backend})"))
+    columns = ("step", "sent", "ok", "failed", "req/s", "tok/s", "peak tok/s", "TTFT p50/p99 ms", "ITL p50/p99 ms",
+               "e2e p50/p99 ms", "queue p50 ms", "goodput req/s", "client")  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for step in steps:
+        _add_row(
+            table,
+            step["step"],
+            str(step["sent"]),
+            str(step["ok"]),
+            str(step["failed"]) + (f" {step['errors']}" if step["errors"] else ""),
+            number(step["req_s"]),
+            number(step["tok_s"], 1),
+            number(step["tok_s_peak"], 1),
+            f"{milliseconds(step['ttft_p50'])}/{milliseconds(step['ttft_p99'])}",
+            f"{milliseconds(step['itl_p50'])}/{milliseconds(step['itl_p99'])}",
+            f"{milliseconds(step['e2e_p50'])}/{milliseconds(step['e2e_p99'])}",
+            milliseconds(step["queue_p50"]),
+            number(step["goodput"]),
+            "BEHIND" if step["client_bound"] else "ok",
+        )
+    out = console()
+    out.print(table)
+    if record.error:
+        out.print(escape(record.error))

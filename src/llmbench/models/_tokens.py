@@ -9,7 +9,7 @@ them ("100 tokens are about 75 words" is ``words_per_100_tokens``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmbench.errors import InvalidModelError, missing_extra
@@ -53,9 +53,25 @@ class TokenStats:
         }
 
 
-def tokenizer_for(model: ModelRef) -> tuple[str, Callable[[str], list[int]]]:
-    """A (description, encode) pair for the model's own tokenizer, without loading weights."""
-    if model.format == "gguf":
+@dataclass(frozen=True)
+class LocalTokenizer:
+    """A model's own tokenizer without its weights: ``tokenize`` / ``detokenize`` as backends have."""
+
+    description: str
+    encode: Callable[[str, bool], list[int]]
+    decode: Callable[[list[int]], str]
+
+    def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        return self.encode(text, add_special_tokens)
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return self.decode(list(token_ids))
+
+
+def load_tokenizer(model: str | ModelRef | None) -> LocalTokenizer:
+    """The tokenizer of a GGUF file (vocabulary only) or an HF folder; None means the bundled SmolLM2."""
+    ref = model if isinstance(model, ModelRef) else resolve_model(model)
+    if ref.format == "gguf":
         try:
             import llama_cpp
         except ImportError:
@@ -64,25 +80,38 @@ def tokenizer_for(model: ModelRef) -> tuple[str, Callable[[str], list[int]]]:
 
         try:
             with _quiet_stderr():
-                vocab = llama_cpp.Llama(str(model.path), vocab_only=True, verbose=False)
+                vocab = llama_cpp.Llama(str(ref.path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
-            raise InvalidModelError(f"llama.cpp could not read the vocabulary of {model.path} ({exc})") from None
-        return "llama.cpp (GGUF)", lambda text: list(vocab.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-    if model.format == "hf":
+            raise InvalidModelError(f"llama.cpp could not read the vocabulary of {ref.path} ({exc})") from None
+        return LocalTokenizer(
+            "llama.cpp (GGUF)",
+            lambda text, special: list(vocab.tokenize(text.encode("utf-8"), add_bos=special, special=False)),
+            lambda ids: vocab.detokenize(ids).decode("utf-8", "replace"),
+        )
+    if ref.format == "hf":
         try:
             from transformers import AutoTokenizer
         except ImportError:
             raise missing_extra("transformers", "hf") from None
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(model.path))
+            tokenizer = AutoTokenizer.from_pretrained(str(ref.path))
         except (OSError, ValueError) as exc:
             raise InvalidModelError(
-                f"{model.name} has no usable tokenizer ({str(exc).splitlines()[0]})",
+                f"{ref.name} has no usable tokenizer ({str(exc).splitlines()[0]})",
                 "the folder needs tokenizer.json or tokenizer.model",
             ) from None
-        kind = f"transformers ({type(tokenizer).__name__})"
-        return kind, lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"])
-    raise InvalidModelError(f"{model.name} is a PEFT adapter: its tokenizer is its base model's", "pass the base")
+        return LocalTokenizer(
+            f"transformers ({type(tokenizer).__name__})",
+            lambda text, special: list(tokenizer(text, add_special_tokens=special)["input_ids"]),
+            lambda ids: str(tokenizer.decode(ids, skip_special_tokens=True)),
+        )
+    raise InvalidModelError(f"{ref.name} is a PEFT adapter: its tokenizer is its base model's", "pass the base")
+
+
+def tokenizer_for(model: ModelRef) -> tuple[str, Callable[[str], list[int]]]:
+    """A (description, encode) pair for the model's own tokenizer, without loading weights."""
+    tokenizer = load_tokenizer(model)
+    return tokenizer.description, lambda text: tokenizer.tokenize(text, add_special_tokens=False)
 
 
 def token_stats(model: str | None, text: str) -> TokenStats:

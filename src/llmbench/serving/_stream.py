@@ -1,0 +1,182 @@
+"""From a timestamped byte stream to per-token timestamps, off the hot path.
+
+While a response streams, the client only appends ``(arrival time, bytes)`` for each read: no
+JSON parsing, no tokenization. When the response has ended, :func:`parse_openai_stream` splits the
+bytes into server-sent events, reads each event's text delta, token count and usage, and
+:func:`token_times` turns chunk arrival times into one timestamp per token:
+
+* one event per token (the usual case) gives the event's arrival time to its token;
+* a read that holds several events, or an event that carries several tokens, shares the gap since
+  the previous arrival evenly among its tokens (``t_prev + (t - t_prev) * j / k``), instead of
+  counting k tokens as one (which would inflate inter-token latency k-fold and hide tokens);
+* tokens per event come from the server when it says (vLLM's cumulative ``usage`` per chunk,
+  ``logprobs`` entries), otherwise one per content event, and the total is reconciled with the
+  final ``usage.completion_tokens`` when the server sends one (``stream_options.include_usage``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StreamEvent:
+    """One ``data:`` event of a server-sent-events stream, with the read it arrived in."""
+
+    data: str
+    arrived: float
+    read_index: int
+
+
+class MalformedStream(ValueError):
+    """The bytes are not a server-sent-events stream of JSON objects."""
+
+
+def split_events(reads: Sequence[tuple[float, bytes]]) -> list[StreamEvent]:
+    """The ``data:`` events of an SSE stream given as timestamped reads (any split of the bytes).
+
+    An event belongs to the read that completed it. Comments (``:``), ``event:``, ``id:`` and
+    ``retry:`` fields are skipped; multi-line ``data:`` fields are joined with newlines.
+    """
+    events: list[StreamEvent] = []
+    buffer = b""
+    for index, (arrived, chunk) in enumerate(reads):
+        buffer += chunk
+        held = b""
+        if buffer.endswith(b"\r") and index < len(reads) - 1:
+            buffer, held = buffer[:-1], b"\r"  # a CR whose LF may come in the next read
+        normalised = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *complete, buffer = normalised.split(b"\n\n")
+        buffer += held
+        for raw in complete:
+            data = _data_of(raw)
+            if data is not None:
+                events.append(StreamEvent(data, arrived, index))
+    if buffer.strip():
+        data = _data_of(buffer)  # a last event without its blank line: keep it (servers do this)
+        if data is not None and reads:
+            events.append(StreamEvent(data, reads[-1][0], len(reads) - 1))
+    return events
+
+
+def _data_of(raw: bytes) -> str | None:
+    lines = []
+    for line in raw.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            lines.append(value[1:] if value.startswith(b" ") else value)
+        elif name not in (b"event", b"id", b"retry"):
+            raise MalformedStream(f"not a server-sent-events line: {line[:80]!r}")
+    if not lines:
+        return None
+    return b"\n".join(lines).decode("utf-8", "replace")
+
+
+@dataclass
+class ParsedStream:
+    """What a finished OpenAI-compatible stream said."""
+
+    text: str = ""
+    chunk_times: list[float] = field(default_factory=list)
+    """Arrival time of each content event."""
+    chunk_tokens: list[int] = field(default_factory=list)
+    """Tokens in each content event (after reconciliation with the usage total)."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    """From the server's ``usage``, when it sent one."""
+    finish_reason: str | None = None
+    timings: dict[str, Any] | None = None
+    """llama.cpp's server-side ``timings`` (prompt_ms, predicted_ms ...), when present."""
+    error: str | None = None
+    """An error the server sent inside the stream."""
+
+
+def parse_openai_stream(reads: Sequence[tuple[float, bytes]]) -> ParsedStream:
+    """Read a completions or chat-completions stream (OpenAI, vLLM, llama.cpp, Ollama, TGI)."""
+    result = ParsedStream()
+    texts: list[str] = []
+    cumulative: list[int | None] = []
+    for event in split_events(reads):
+        if event.data.strip() == "[DONE]":
+            break
+        try:
+            payload = json.loads(event.data)
+        except json.JSONDecodeError as exc:
+            raise MalformedStream(f"an event is not JSON ({exc.msg}): {event.data[:80]!r}") from None
+        if not isinstance(payload, dict):
+            raise MalformedStream(f"an event is not a JSON object: {event.data[:80]!r}")
+        if "error" in payload:
+            error = payload["error"]
+            result.error = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+            break
+        usage = payload.get("usage") or {}
+        if usage:
+            result.prompt_tokens = usage.get("prompt_tokens", result.prompt_tokens)
+            result.completion_tokens = usage.get("completion_tokens", result.completion_tokens)
+        if payload.get("timings"):
+            result.timings = payload["timings"]
+        for choice in payload.get("choices") or []:
+            if choice.get("finish_reason"):
+                result.finish_reason = choice["finish_reason"]
+            delta = choice.get("delta") or {}
+            text = choice.get("text") if "text" in choice else delta.get("content")
+            if not text:
+                continue
+            texts.append(text)
+            result.chunk_times.append(event.arrived)
+            logprobs = choice.get("logprobs") or {}
+            entries = logprobs.get("content") if isinstance(logprobs, dict) else None
+            if isinstance(entries, list) and entries:
+                result.chunk_tokens.append(len(entries))
+            elif isinstance(logprobs, dict) and isinstance(logprobs.get("tokens"), list) and logprobs["tokens"]:
+                result.chunk_tokens.append(len(logprobs["tokens"]))
+            else:
+                result.chunk_tokens.append(1)
+            cumulative.append(usage.get("completion_tokens") if usage else None)
+    result.text = "".join(texts)
+    result.chunk_tokens = _reconcile(result.chunk_tokens, cumulative, result.completion_tokens)
+    return result
+
+
+def _reconcile(per_chunk: list[int], cumulative: list[int | None], total: int | None) -> list[int]:
+    """Tokens per chunk: cumulative per-chunk usage when every chunk has one, scaled to the total."""
+    if per_chunk and all(c is not None for c in cumulative):
+        counts, previous = [], 0
+        for value in cumulative:
+            counts.append(max(0, int(value or 0) - previous))
+            previous = int(value or 0)
+        if sum(counts) > 0:
+            per_chunk = counts
+    if total is None or not per_chunk or sum(per_chunk) == total:
+        return per_chunk
+    # The server's total wins; spread the difference over the chunks in proportion to their counts.
+    scaled = [max(0, round(count * total / sum(per_chunk))) for count in per_chunk]
+    scaled[-1] += total - sum(scaled)
+    if scaled[-1] < 0:
+        return per_chunk
+    return scaled
+
+
+def token_times(chunk_times: Sequence[float], chunk_tokens: Sequence[int]) -> list[float]:
+    """One timestamp per token: a chunk of k tokens shares the gap since the previous chunk.
+
+    The first chunk's tokens all get its arrival time (its first token is the first token; the
+    others came with it, there is no earlier gap of theirs to share).
+    """
+    times: list[float] = []
+    previous: float | None = None
+    for arrived, count in zip(chunk_times, chunk_tokens, strict=True):
+        if count <= 0:
+            continue
+        if previous is None:
+            times.extend([arrived] * count)
+        else:
+            gap = arrived - previous
+            times.extend(previous + gap * (j + 1) / count for j in range(count))
+        previous = arrived
+    return times
