@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 TOKENS = 16
@@ -74,6 +75,29 @@ async def _handle(request: Any) -> Any:
     return response
 
 
+RECORDED = Path(__file__).parent / "data" / "recorded"
+SEEN_HEADERS: list[dict[str, str]] = []
+
+
+async def _replay(request: Any) -> Any:
+    """Replay a recorded body: ``/recorded/<name>`` (TGI, HF) or Gemini's model path."""
+    from aiohttp import web
+
+    SEEN_HEADERS.append(dict(request.headers))
+    name = request.match_info.get("name") or request.match_info["model"].split(":")[0]
+    if name.endswith(".json"):
+        status = int(name.rsplit("_", 1)[1].removesuffix(".json"))
+        return web.Response(status=status, body=(RECORDED / name).read_bytes(), content_type="application/json")
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    for event in (RECORDED / name).read_bytes().split(b"\n\n"):
+        if event.strip():
+            await response.write(event + b"\n\n")
+            await asyncio.sleep(0.01)
+    await response.write_eof()
+    return response
+
+
 @contextmanager
 def sse_server() -> Iterator[str]:
     """Serve on 127.0.0.1 (a free port) in a background thread; yield the base URL."""
@@ -87,6 +111,9 @@ def sse_server() -> Iterator[str]:
         app = web.Application()
         app.router.add_post("/{mode}/v1/completions", _handle)
         app.router.add_post("/{mode}/v1/chat/completions", _handle)
+        app.router.add_post("/recorded/{name}/generate_stream", _replay)
+        app.router.add_post("/recorded/{name}", _replay)
+        app.router.add_post("/gemini/{version}/models/{model}", _replay)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

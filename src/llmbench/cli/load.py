@@ -42,6 +42,13 @@ def _numbers(values: tuple[str, ...], cast: type) -> list:  # type: ignore[type-
 @click.option("--tokenizer", help="Model whose tokenizer makes exact-length prompts for a server (GGUF or HF folder).")
 @click.option("--model", "model_name", help="The model name sent to the server.")
 @click.option("--endpoint", type=click.Choice(["completions", "chat"]), default="completions", show_default=True)
+@click.option(
+    "--api",
+    type=click.Choice(["openai", "tgi", "hf", "gemini"]),
+    default="openai",
+    show_default=True,
+    help="Server API: OpenAI-compatible, TGI native, HF InferenceClient, Gemini (google-genai).",
+)
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the API key (never stored).")
 @click.option("--slo-ttft", type=float, metavar="S", help="Goodput SLO: time to first token, seconds.")
 @click.option("--slo-itl", type=float, metavar="S", help="Goodput SLO: mean inter-token latency, seconds.")
@@ -68,6 +75,7 @@ def load_command(
     tokenizer: str | None,
     model_name: str | None,
     endpoint: str,
+    api: str,
     api_key_env: str | None,
     slo_ttft: float | None,
     slo_itl: float | None,
@@ -92,6 +100,8 @@ def load_command(
       llmbench load http://127.0.0.1:8080 -c 1,2,4 -d 20 --tokenizer model.gguf
       llmbench load http://127.0.0.1:8000 --model my-model --rate 2,4,8 --slo-ttft 0.5
       llmbench load http://127.0.0.1:8000 --endpoint chat --saturation 3 --api-key-env OPENAI_API_KEY
+      llmbench load http://127.0.0.1:3000 --api tgi -c 4 --duration 60
+      llmbench load --api gemini --model gemini-2.0-flash --api-key-env GEMINI_API_KEY -c 2
       llmbench load -c 1,2 --requests 8 -n 16          # the bundled SmolLM2, in-process
     """
     from llmbench.cli._progress import load_progress
@@ -103,6 +113,7 @@ def load_command(
         backend=backend,
         model_name=model_name,
         endpoint=endpoint,  # type: ignore[arg-type]
+        api=api,
         api_key_env=api_key_env,
         concurrency=_numbers(concurrency, int),
         rates=_numbers(rate, float),

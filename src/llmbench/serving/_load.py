@@ -16,9 +16,19 @@ from llmbench.serving._arrivals import Distribution
 from llmbench.serving._loops import StepPlan, StepRun, closed_loop, open_loop
 from llmbench.serving._metrics import SLO, step_metrics
 from llmbench.serving._records import RequestSpec
-from llmbench.serving._targets import Endpoint, InProcessTarget, OpenAITarget, Target, api_key_from
+from llmbench.serving._targets import (
+    Endpoint,
+    GeminiTarget,
+    HFInferenceTarget,
+    InProcessTarget,
+    OpenAITarget,
+    Target,
+    TGITarget,
+    api_key_from,
+)
 from llmbench.store import RunRecord
 
+APIS = ("openai", "tgi", "hf", "gemini")
 StepProgress = Callable[[str, int, int | None], None]
 """Called as ``(step label, requests finished, requests planned or None)``."""
 
@@ -33,6 +43,8 @@ class LoadConfig:
     model_name: str | None = None
     """The ``model`` field sent to the server."""
     endpoint: Endpoint = "completions"
+    api: str = "openai"
+    """The server's API: ``openai`` (completions / chat), ``tgi`` (native), ``hf`` (InferenceClient), ``gemini``."""
     api_key_env: str | None = None
     concurrency: list[int] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
@@ -68,12 +80,16 @@ class LoadConfig:
             raise InvalidOptionError("a step needs --duration or --requests")
         if self.max_tokens < 1 or self.prompt_tokens < 1:
             raise InvalidOptionError("prompt and output lengths must be at least 1 token")
+        if self.api not in APIS:
+            raise InvalidOptionError(f"unknown API {self.api!r}", f"choose one of: {', '.join(APIS)}")
+        if self.api == "gemini" and not self.model_name:
+            raise InvalidOptionError("a Gemini load test needs the model name", "pass --model gemini-2.0-flash")
         if self.arrival not in ("poisson", "gamma", "constant"):
             raise InvalidOptionError(f"unknown arrival process {self.arrival!r}", "choose poisson, gamma or constant")
 
     @property
     def is_server(self) -> bool:
-        return self.target.startswith(("http://", "https://"))
+        return self.target.startswith(("http://", "https://")) or self.api == "gemini"
 
     def slo(self) -> SLO:
         return SLO(self.slo_ttft_s, self.slo_itl_s, self.slo_e2e_s)
@@ -128,17 +144,24 @@ def run_load(config: LoadConfig, store: Any | None = None, progress: StepProgres
 
 def _target(config: LoadConfig) -> tuple[Target, str, str, Callable[[], None]]:
     if config.is_server:
+        api_key = api_key_from(config.api_key_env)
+        if config.api == "gemini":
+            gemini = GeminiTarget(str(config.model_name), api_key, config.target or None)
+            return gemini, gemini.label, "gemini", lambda: None
+        if config.api == "hf":
+            return HFInferenceTarget(config.target, api_key), config.target, "hf-inference", lambda: None
         pool = max([*config.concurrency, 1]) if not (config.rates or config.saturation_steps) else config.max_in_flight
-        target = OpenAITarget(
+        kind = TGITarget if config.api == "tgi" else OpenAITarget
+        target = kind(
             config.target,
             model=config.model_name,
             endpoint=config.endpoint,
-            api_key=api_key_from(config.api_key_env),
+            api_key=api_key,
             pool_size=pool,
             request_timeout_s=config.request_timeout_s,
             stall_timeout_s=config.stall_timeout_s,
         )
-        return target, config.model_name or config.target, "openai", lambda: None
+        return target, config.model_name or config.target, "openai" if config.api == "openai" else "tgi", lambda: None
     from llmbench.backends.base import LoadOptions
     from llmbench.models import resolve_model
     from llmbench.scenarios.single_run import select_backend

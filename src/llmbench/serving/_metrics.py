@@ -21,7 +21,7 @@ from typing import Any
 from llmbench.backends.base import Generation
 from llmbench.measurement.metrics import GenerationMetrics, Summary, generation_metrics
 from llmbench.serving._records import RequestRecord
-from llmbench.serving._stream import MalformedStream, parse_openai_stream, token_times
+from llmbench.serving._stream import PARSERS, MalformedStream, token_times
 
 CLIENT_LATENESS_LIMIT_S = 0.005
 """A p99 send lateness above this (or above a tenth of the mean gap) means the client was the bottleneck."""
@@ -53,7 +53,7 @@ def finish_record(record: RequestRecord) -> None:
     if record.token_times is not None or not record.ok:
         return
     try:
-        parsed = parse_openai_stream(record.reads)
+        parsed = PARSERS[record.protocol](record.reads)
     except MalformedStream as exc:
         record.error, record.detail = "malformed", str(exc)
         return

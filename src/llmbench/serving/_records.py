@@ -42,6 +42,8 @@ class RequestRecord:
     detail: str | None = None
     text: str | None = None
     server_timings: dict[str, Any] | None = None
+    protocol: str = "openai"
+    """How ``reads`` are parsed: ``openai``, ``tgi`` or ``gemini`` (server-sent events of each API)."""
 
     @property
     def ok(self) -> bool:

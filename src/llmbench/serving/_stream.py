@@ -180,3 +180,82 @@ def token_times(chunk_times: Sequence[float], chunk_tokens: Sequence[int]) -> li
             times.extend(previous + gap * (j + 1) / count for j in range(count))
         previous = arrived
     return times
+
+
+def parse_tgi_stream(reads: Sequence[tuple[float, bytes]]) -> ParsedStream:
+    """Text Generation Inference's native ``/generate_stream``: one event per token.
+
+    Events look like ``{"index": 1, "token": {"id": 3, "text": "a", "logprob": -0.1, "special":
+    false}, "generated_text": null, "details": null}``; the last has ``generated_text`` and, with
+    ``details``, ``details.generated_tokens``. Errors: ``{"error": "...", "error_type": "..."}``.
+    """
+    result = ParsedStream()
+    texts: list[str] = []
+    for event in split_events(reads):
+        payload = _json_object(event.data)
+        if "error" in payload:
+            result.error = f"{payload.get('error_type', 'error')}: {payload['error']}"
+            break
+        token = payload.get("token") or {}
+        if token:  # a special token (end of sequence) was generated too: it counts, its text does not
+            texts.append("" if token.get("special") else str(token.get("text", "")))
+            result.chunk_times.append(event.arrived)
+            result.chunk_tokens.append(1)
+        details = payload.get("details") or {}
+        if details:
+            result.completion_tokens = details.get("generated_tokens", result.completion_tokens)
+            result.finish_reason = details.get("finish_reason")
+    result.text = "".join(texts)
+    return result
+
+
+def parse_gemini_stream(reads: Sequence[tuple[float, bytes]]) -> ParsedStream:
+    """Gemini's ``streamGenerateContent?alt=sse``: chunks of text with cumulative ``usageMetadata``.
+
+    A chunk may hold many tokens; ``usageMetadata.candidatesTokenCount`` (cumulative) says how many,
+    so the gap before a chunk is shared among its tokens. Errors: ``{"error": {"code", "message", "status"}}``.
+    """
+    result = ParsedStream()
+    texts: list[str] = []
+    cumulative: list[int | None] = []
+    for event in split_events(reads):
+        payload = _json_object(event.data)
+        if "error" in payload:
+            error = payload["error"]
+            result.error = (
+                f"{error.get('status', error.get('code'))}: {error.get('message')}"
+                if isinstance(error, dict)
+                else str(error)
+            )
+            break
+        usage = payload.get("usageMetadata") or {}
+        if usage:
+            result.prompt_tokens = usage.get("promptTokenCount", result.prompt_tokens)
+            result.completion_tokens = usage.get("candidatesTokenCount", result.completion_tokens)
+        text = ""
+        for candidate in payload.get("candidates") or []:
+            result.finish_reason = candidate.get("finishReason", result.finish_reason)
+            for part in (candidate.get("content") or {}).get("parts") or []:
+                text += str(part.get("text", ""))
+        if not text:
+            continue
+        texts.append(text)
+        result.chunk_times.append(event.arrived)
+        result.chunk_tokens.append(1)
+        cumulative.append(usage.get("candidatesTokenCount") if usage else None)
+    result.text = "".join(texts)
+    result.chunk_tokens = _reconcile(result.chunk_tokens, cumulative, result.completion_tokens)
+    return result
+
+
+def _json_object(data: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise MalformedStream(f"an event is not JSON ({exc.msg}): {data[:80]!r}") from None
+    if not isinstance(payload, dict):
+        raise MalformedStream(f"an event is not a JSON object: {data[:80]!r}")
+    return payload
+
+
+PARSERS = {"openai": parse_openai_stream, "tgi": parse_tgi_stream, "gemini": parse_gemini_stream}

@@ -46,6 +46,8 @@ def api_key_from(env_var: str | None) -> str | None:
 class OpenAITarget:
     """``/v1/completions`` or ``/v1/chat/completions`` of vLLM, llama.cpp, Ollama, TGI, OpenAI."""
 
+    protocol = "openai"
+
     def __init__(
         self,
         base_url: str,
@@ -112,6 +114,7 @@ class OpenAITarget:
 
         clock = time.perf_counter
         append = record.reads.append
+        record.protocol = self.protocol
         record.sent = clock()
         try:
             async with self.session.post(self.url, data=spec.body) as response:
@@ -186,3 +189,151 @@ class InProcessTarget:
         record.output_tokens = generation.output_tokens
         record.prompt_tokens = generation.prompt_tokens
         record.text = generation.text
+
+
+class TGITarget(OpenAITarget):
+    """Text Generation Inference's native ``/generate_stream`` (one server-sent event per token)."""
+
+    protocol = "tgi"
+
+    def __init__(self, base_url: str, **kwargs: Any) -> None:
+        super().__init__(base_url, **kwargs)
+        self.url = base_url.rstrip("/") + "/generate_stream"
+
+    def body(self, prompt_text: str | None, prompt_ids: Sequence[int] | None, max_tokens: int) -> bytes:
+        parameters = {"max_new_tokens": max_tokens, "do_sample": False, "details": True, **self.extra_body}
+        return json.dumps({"inputs": prompt_text or "", "parameters": parameters}).encode()
+
+
+class _ChunkTarget:
+    """A target whose client library hands over parsed chunks: stamp each, derive token times after."""
+
+    label: str
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    @staticmethod
+    def finish(record: RequestRecord, chunks: list[tuple[float, str, int | None]], total: int | None) -> None:
+        from llmbench.serving._stream import _reconcile, token_times
+
+        content = [(t, text, count) for t, text, count in chunks if text or count is None]
+        counts = _reconcile([1] * len(content), [count for _, _, count in content], total)
+        record.token_times = token_times([t for t, _, _ in content], counts)
+        record.output_tokens = total if total is not None else len(record.token_times)
+        record.text = "".join(text for _, text, _ in content)
+        if not record.token_times:
+            record.error, record.detail = "empty", "the stream ended without a token"
+
+
+class GeminiTarget(_ChunkTarget):
+    """Gemini through the ``google-genai`` client (async streaming); the key comes from the environment."""
+
+    def __init__(self, model: str, api_key: str | None, base_url: str | None = None) -> None:
+        try:
+            from google import genai
+            from google.genai import types
+        except ImportError:
+            from llmbench.errors import missing_extra
+
+            raise missing_extra("google-genai", "gemini") from None
+        options = types.HttpOptions(base_url=base_url.rstrip("/") + "/") if base_url else None
+        self.client = genai.Client(api_key=api_key or "unset", http_options=options)
+        self.types = types
+        self.model = model
+        self.label = f"gemini:{model}"
+
+    async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
+        from google.genai import errors
+
+        chunks: list[tuple[float, str, int | None]] = []
+        total: int | None = None
+        config = self.types.GenerateContentConfig(max_output_tokens=spec.max_tokens, temperature=0.0)
+        record.sent = time.perf_counter()
+        try:
+            stream = await self.client.aio.models.generate_content_stream(
+                model=self.model, contents=spec.prompt_text or "", config=config
+            )
+            async for chunk in stream:
+                arrived = time.perf_counter()
+                usage = chunk.usage_metadata
+                count = usage.candidates_token_count if usage is not None else None
+                total = count if count is not None else total
+                if usage is not None and usage.prompt_token_count is not None:
+                    record.prompt_tokens = usage.prompt_token_count
+                chunks.append((arrived, chunk.text or "", count))
+        except errors.APIError as exc:
+            record.error, record.detail = f"http_{exc.code}", f"{exc.status}: {exc.message}"
+        except Exception as exc:  # the client wraps transport errors in its own and httpx's types
+            record.error, record.detail = _transport_kind(exc), f"{type(exc).__name__}: {exc}"
+        record.end = time.perf_counter()
+        record.status = 200 if record.error is None else record.status
+        if record.error is None:
+            self.finish(record, chunks, total)
+
+
+class HFInferenceTarget(_ChunkTarget):
+    """A Hugging Face Inference endpoint (or any TGI) through ``huggingface_hub.AsyncInferenceClient``."""
+
+    def __init__(self, base_url: str, api_key: str | None = None) -> None:
+        from huggingface_hub import AsyncInferenceClient
+
+        self.client = AsyncInferenceClient(base_url=base_url, token=api_key)
+        if api_key is None:
+            # False, not None: None would send the token saved on this machine to whatever URL this is.
+            self.client.token = False  # type: ignore[assignment]
+        self.label = base_url
+
+    async def start(self) -> None:
+        # llmbench sets HF_HUB_OFFLINE so that nothing downloads weights; the inference client
+        # honours that switch too, but an endpoint the user named is a target, not a download.
+        from huggingface_hub import constants
+
+        self._offline = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = False
+
+    async def close(self) -> None:
+        from huggingface_hub import constants
+
+        await self.client.close()  # type: ignore[no-untyped-call]
+        constants.HF_HUB_OFFLINE = getattr(self, "_offline", constants.HF_HUB_OFFLINE)
+
+    async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
+        from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
+
+        chunks: list[tuple[float, str, int | None]] = []
+        total: int | None = None
+        record.sent = time.perf_counter()
+        try:
+            stream = await self.client.text_generation(
+                spec.prompt_text or "", stream=True, details=True, max_new_tokens=spec.max_tokens, do_sample=False
+            )
+            async for event in stream:
+                arrived = time.perf_counter()
+                # A special token (end of sequence) is generated work too: it counts, its text does not.
+                chunks.append((arrived, "" if event.token.special else event.token.text, None))
+                if event.details is not None:
+                    total = event.details.generated_tokens
+        except TextGenerationError as exc:
+            record.error, record.detail = "server_error", f"{type(exc).__name__}: {exc}"
+        except HfHubHTTPError as exc:
+            status = getattr(exc.response, "status_code", None)
+            record.error, record.detail = f"http_{status}", str(exc).splitlines()[0]
+        except Exception as exc:
+            record.error, record.detail = _transport_kind(exc), f"{type(exc).__name__}: {exc}"
+        record.end = time.perf_counter()
+        if record.error is None:
+            record.status = 200
+            self.finish(record, chunks, total)
+
+
+def _transport_kind(exc: BaseException) -> str:
+    name = type(exc).__name__.lower()
+    if "connect" in name:
+        return "connect"
+    if "timeout" in name:
+        return "timeout"
+    return "client"
