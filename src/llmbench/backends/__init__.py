@@ -32,6 +32,7 @@ _BUILTIN = {
     "llama.cpp": "llmbench.backends.llama_cpp:LlamaCppBackend",
     "transformers": "llmbench.backends.transformers:TransformersBackend",
     "fake": "llmbench.backends.fake:FakeBackend",
+    "vllm": "llmbench.backends.vllm:VLLMBackend",
 }
 _ALIASES = {"llama_cpp": "llama.cpp", "llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "hf": "transformers"}
 

@@ -50,6 +50,7 @@ def backends_command(output_format: str) -> None:
     if output_format == "json":
         emit_json(rows)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Backends")
@@ -58,10 +59,10 @@ def backends_command(output_format: str) -> None:
     for row in rows:
         mark = {True: "yes", False: "no"}
         table.add_row(
-            str(row["name"]),
+            escape(str(row["name"])),
             mark[bool(row["installed"])],
             ", ".join(row.get("formats", [])),  # type: ignore[arg-type]
             *(mark[bool(row.get(key))] for key in ("stream", "chat", "score", "embed")),
-            str(row["problem"] or ""),
+            escape(str(row["problem"] or "")),
         )
     console().print(table)

@@ -48,12 +48,12 @@ class SLO:
         return any(v is not None for v in (self.ttft_s, self.itl_s, self.e2e_s))
 
 
-def finish_record(record: RequestRecord) -> None:
-    """Parse an HTTP record's reads into token times, text and usage (after the step, off the hot path)."""
+def finish_record(record: RequestRecord, need_text: bool = False) -> None:
+    """Parse an HTTP record's reads into token times, usage and (if asked) text, after the step."""
     if record.token_times is not None or not record.ok:
         return
     try:
-        parsed = PARSERS[record.protocol](record.reads)
+        parsed = PARSERS[record.protocol](record.reads, need_text)
     except MalformedStream as exc:
         record.error, record.detail = "malformed", str(exc)
         return
@@ -63,7 +63,7 @@ def finish_record(record: RequestRecord) -> None:
     record.token_times = token_times(parsed.chunk_times, parsed.chunk_tokens)
     record.output_tokens = parsed.completion_tokens if parsed.completion_tokens is not None else len(record.token_times)
     record.prompt_tokens = parsed.prompt_tokens
-    record.text = parsed.text
+    record.text = parsed.text if need_text else None
     record.server_timings = parsed.timings
     if not record.token_times:
         record.error, record.detail = "empty", "the stream ended without a token"

@@ -96,8 +96,82 @@ class ParsedStream:
     """An error the server sent inside the stream."""
 
 
-def parse_openai_stream(reads: Sequence[tuple[float, bytes]]) -> ParsedStream:
-    """Read a completions or chat-completions stream (OpenAI, vLLM, llama.cpp, Ollama, TGI)."""
+def _event_times(reads: Sequence[tuple[float, bytes]]) -> tuple[list[float], list[bytes]] | None:
+    """Arrival time of every event, and the data of the first and last three, counting in C.
+
+    Applies when every read ends on an event boundary and each event is one ``data:`` line (what
+    servers write and what usually arrives); anything else returns None for the full parser.
+    """
+    times: list[float] = []
+    for arrived, chunk in reads:
+        count = chunk.count(b"\n\n")
+        if not chunk.endswith(b"\n\n") or chunk.count(b"\n") != 2 * count or chunk.count(b"data:") != count:
+            return None
+        times.extend([arrived] * count)
+    if not reads:
+        return None
+    first = reads[0][1].split(b"\n\n", 1)[0]
+    tail_bytes = b"".join(chunk for _, chunk in reads[-3:])
+    tail = tail_bytes.split(b"\n\n")[-4:-1]
+    datas = [first, *tail]
+    return times, [d[6:] if d.startswith(b"data: ") else d[5:] for d in datas]
+
+
+def _count_only(reads: Sequence[tuple[float, bytes]]) -> ParsedStream | None:
+    """The common case without parsing every event: one token per content event, checked against usage.
+
+    Parses the first event and the last ones (usage, ``[DONE]``) and counts the rest. Returns None
+    (parse everything) unless the count of content events equals the server's
+    ``usage.completion_tokens`` exactly and no read mentions an error.
+    """
+    found = _event_times(reads)
+    if found is None or any(b'"error"' in chunk for _, chunk in reads):
+        return None
+    times, (first_data, *tail) = found
+    if tail and tail[-1].strip() == b"[DONE]":
+        tail, times = tail[:-1], times[:-1]
+    if not tail or len(times) < 2:
+        return None
+    try:
+        usage_event, first = json.loads(tail[-1]), json.loads(first_data)
+    except json.JSONDecodeError:
+        return None
+    usage = usage_event.get("usage") if isinstance(usage_event, dict) else None
+    if not usage or usage_event.get("choices") or usage.get("completion_tokens") is None:
+        return None
+    content = times[:-1]
+    if not _has_text(first):
+        content = content[1:]  # the chat role-only chunk
+    if len(content) != usage["completion_tokens"] or not content:
+        return None
+    return ParsedStream(
+        chunk_times=content,
+        chunk_tokens=[1] * len(content),
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage["completion_tokens"],
+        timings=usage_event.get("timings"),
+    )
+
+
+def _has_text(payload: Any) -> bool:
+    if not isinstance(payload, dict):
+        return False
+    for choice in payload.get("choices") or []:
+        if choice.get("text") or (choice.get("delta") or {}).get("content"):
+            return True
+    return False
+
+
+def parse_openai_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = True) -> ParsedStream:
+    """Read a completions or chat-completions stream (OpenAI, vLLM, llama.cpp, Ollama, TGI).
+
+    ``need_text=False`` (load tests) takes a counting shortcut when the stream allows it (see
+    :func:`_count_only`); the result then has token timestamps and usage but no text.
+    """
+    if not need_text:
+        counted = _count_only(reads)
+        if counted is not None:
+            return counted
     result = ParsedStream()
     texts: list[str] = []
     cumulative: list[int | None] = []
@@ -168,6 +242,8 @@ def token_times(chunk_times: Sequence[float], chunk_tokens: Sequence[int]) -> li
     The first chunk's tokens all get its arrival time (its first token is the first token; the
     others came with it, there is no earlier gap of theirs to share).
     """
+    if all(count == 1 for count in chunk_tokens):
+        return list(chunk_times)  # one token per chunk: nothing to share
     times: list[float] = []
     previous: float | None = None
     for arrived, count in zip(chunk_times, chunk_tokens, strict=True):
@@ -182,7 +258,7 @@ def token_times(chunk_times: Sequence[float], chunk_tokens: Sequence[int]) -> li
     return times
 
 
-def parse_tgi_stream(reads: Sequence[tuple[float, bytes]]) -> ParsedStream:
+def parse_tgi_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = True) -> ParsedStream:
     """Text Generation Inference's native ``/generate_stream``: one event per token.
 
     Events look like ``{"index": 1, "token": {"id": 3, "text": "a", "logprob": -0.1, "special":
@@ -209,7 +285,7 @@ def parse_tgi_stream(reads: Sequence[tuple[float, bytes]]) -> ParsedStream:
     return result
 
 
-def parse_gemini_stream(reads: Sequence[tuple[float, bytes]]) -> ParsedStream:
+def parse_gemini_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = True) -> ParsedStream:
     """Gemini's ``streamGenerateContent?alt=sse``: chunks of text with cumulative ``usageMetadata``.
 
     A chunk may hold many tokens; ``usageMetadata.candidatesTokenCount`` (cumulative) says how many,

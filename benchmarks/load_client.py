@@ -1,0 +1,266 @@
+"""How many requests per second one llmbench client process sustains, against bare loops and GuideLLM.
+
+The target is nginx (Debian's package, started here on 127.0.0.1 with a config of this script's)
+answering every POST with the same canned stream of 64 server-sent events of one token each, plus
+the usage chunk and ``[DONE]``: a server that costs almost nothing, so the client is what is
+measured. At each concurrency (closed loop, N requests in flight) the script runs, in one process
+each and alternating the order:
+
+* ``llmbench``: ``llmbench.serving.run_load`` with full per-token bookkeeping (every event
+  timestamped, parsed after the step into TTFT / ITL / e2e percentiles, usage reconciled);
+* ``aiohttp``: a bare asyncio + aiohttp loop written below that only counts chunks (the ceiling);
+* ``httpx``: the same bare loop on httpx's AsyncClient (why llmbench's client uses aiohttp);
+* ``guidellm``: GuideLLM 0.8.1 (vllm-project) from a side environment, concurrent profile, when
+  installed in ``.bench-envs/guidellm`` (see README there) with a local tokenizer folder.
+
+Printed: requests/s of each, and the ratios llmbench / aiohttp (target >= 0.9) and
+llmbench / guidellm (target >= 4).
+
+Run: ``.venv/bin/python benchmarks/load_client.py [--seconds 8] [--concurrency 1,16,64]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOKENS = 64
+ROOT = Path(__file__).resolve().parents[1]
+GUIDELLM = ROOT / ".bench-envs" / "guidellm" / "bin" / "guidellm"
+
+
+def canned_stream() -> str:
+    events = []
+    for index in range(TOKENS):
+        payload = {"id": "cmpl-1", "object": "text_completion", "model": "canned",
+                   "choices": [{"index": 0, "text": f" tok{index}", "finish_reason": None if index < TOKENS - 1 else "length"}]}  # fmt: skip
+        events.append("data: " + json.dumps(payload, separators=(",", ":")))
+    usage = {"id": "cmpl-1", "object": "text_completion", "model": "canned", "choices": [],
+             "usage": {"prompt_tokens": 16, "completion_tokens": TOKENS, "total_tokens": TOKENS + 16}}  # fmt: skip
+    events.append("data: " + json.dumps(usage, separators=(",", ":")))
+    events.append("data: [DONE]")
+    return "\n\n".join(events) + "\n\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_nginx(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(nginx).exists():
+        sys.exit("nginx is not installed: apt-get install -y nginx")
+    port = free_port()
+    (folder / "logs").mkdir()
+    (folder / "www" / "v1").mkdir(parents=True)
+    (folder / "www" / "v1" / "completions").write_text(canned_stream())
+    for path in (folder, folder / "www", folder / "www" / "v1"):
+        path.chmod(0o755)  # nginx's workers run as another user
+    (folder / "www" / "v1" / "completions").chmod(0o644)
+    config = folder / "nginx.conf"
+    config.write_text(
+        f"""
+worker_processes 1;
+daemon off;
+error_log {folder}/logs/error.log warn;
+pid {folder}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {folder}/body;
+    proxy_temp_path {folder}/proxy;
+    fastcgi_temp_path {folder}/fastcgi;
+    uwsgi_temp_path {folder}/uwsgi;
+    scgi_temp_path {folder}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {folder}/www;
+        location / {{
+            default_type text/event-stream;
+            # POST to a static file is 405 in nginx: turn it into the file itself.
+            error_page 405 =200 $uri;
+        }}
+    }}
+}}
+"""
+    )
+    process = subprocess.Popen([nginx, "-c", str(config), "-p", str(folder)], stderr=subprocess.PIPE)
+    for _ in range(100):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return process, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    sys.exit("nginx did not start: " + (process.stderr.read().decode() if process.stderr else ""))
+
+
+BODY = json.dumps({"model": "canned", "prompt": "hello", "max_tokens": TOKENS, "stream": True}).encode()
+
+
+async def bare_aiohttp(url: str, concurrency: int, seconds: float) -> float:
+    import aiohttp
+
+    done = 0
+    stop = time.perf_counter() + seconds
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < stop:
+                async with session.post(url + "/v1/completions", data=BODY) as response:
+                    chunks = 0
+                    async for _ in response.content.iter_any():
+                        chunks += 1
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
+async def bare_httpx(url: str, concurrency: int, seconds: float) -> float:
+    try:
+        import httpx
+    except ImportError:
+        return float("nan")
+    done = 0
+    stop = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < stop:
+                async with client.stream("POST", url + "/v1/completions", content=BODY) as response:
+                    chunks = 0
+                    async for _ in response.aiter_raw():
+                        chunks += 1
+                done += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.perf_counter() - started)
+
+
+def llmbench_rate(url: str, concurrency: int, seconds: float) -> tuple[float, float]:
+    """(rate over the measured window, rate including the after-step parsing)."""
+    from llmbench.serving import LoadConfig, run_load
+
+    config = LoadConfig(
+        target=url, model_name="canned", concurrency=[concurrency], duration_s=seconds, max_tokens=TOKENS, prompt_tokens=16
+    )
+    started = time.perf_counter()
+    record = run_load(config)
+    elapsed = time.perf_counter() - started
+    (step,) = record.metrics["steps"]
+    assert step["failed"] == 0, step["errors"]
+    assert step["output_tokens"]["mean"] == TOKENS
+    return step["request_throughput"], step["sent"] / elapsed
+
+
+def guidellm_rate(url: str, concurrency: int, seconds: float, folder: Path, tokenizer: Path | None) -> float:
+    if not GUIDELLM.exists() or tokenizer is None:
+        return float("nan")
+    output = folder / f"guidellm-{concurrency}.json"
+    command = [
+        str(GUIDELLM), "benchmark", "run", "--target", url, "--model", "canned",
+        "--profile", "concurrent", "--rate", str(concurrency), "--max-seconds", str(seconds),
+        "--data", f"prompt_tokens=16,output_tokens={TOKENS}", "--processor", str(tokenizer),
+        "--request-type", "text_completions", "--outputs", str(output), "--disable-console-interactive",
+    ]  # fmt: skip
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds * 10 + 180)
+    if proc.returncode != 0:
+        print(f"guidellm failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:] }", flush=True)
+        return float("nan")
+    return _guidellm_requests_per_second(json.loads(output.read_text()))
+
+
+def _guidellm_requests_per_second(report: dict) -> float:  # type: ignore[type-arg]
+    benchmark = report["benchmarks"][0]
+    metrics = benchmark["metrics"]
+    rps = metrics["requests_per_second"]
+    summary = rps.get("successful") or rps.get("total") or rps
+    return float(summary.get("mean"))
+
+
+def tokenizer_folder(folder: Path) -> Path | None:
+    """SmolLM2's tokenizer saved as an HF folder (GuideLLM counts tokens with it)."""
+    try:
+        from transformers import AutoTokenizer
+
+        from llmbench.models import resolve_model
+
+        model = resolve_model(None)
+        tokenizer = AutoTokenizer.from_pretrained(str(model.path.parent), gguf_file=model.path.name)
+        out = folder / "tokenizer"
+        tokenizer.save_pretrained(out)
+        return out
+    except Exception as exc:
+        print(f"no tokenizer folder for GuideLLM ({exc})")
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", default="1,16,64")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    levels = [int(c) for c in args.concurrency.split(",")]
+    with tempfile.TemporaryDirectory(prefix="load-client-") as tmp:
+        folder = Path(tmp)
+        nginx, url = start_nginx(folder)
+        tokenizer = tokenizer_folder(folder) if GUIDELLM.exists() else None
+        results = []
+        try:
+            for concurrency in levels:
+                rates: dict[str, list[float]] = {"llmbench": [], "llmbench_incl_parse": [], "aiohttp": [], "httpx": []}
+                for round_index in range(args.rounds):
+                    order = ["llmbench", "aiohttp", "httpx"]
+                    for name in order if round_index % 2 == 0 else reversed(order):
+                        if name == "llmbench":
+                            window, overall = llmbench_rate(url, concurrency, args.seconds)
+                            rates["llmbench"].append(window)
+                            rates["llmbench_incl_parse"].append(overall)
+                        elif name == "aiohttp":
+                            rates["aiohttp"].append(asyncio.run(bare_aiohttp(url, concurrency, args.seconds)))
+                        else:
+                            rates["httpx"].append(asyncio.run(bare_httpx(url, concurrency, args.seconds)))
+                guide = guidellm_rate(url, concurrency, args.seconds, folder, tokenizer)
+                best = {name: max(values) for name, values in rates.items()}
+                row = {
+                    "concurrency": concurrency,
+                    **{f"{name}_req_s": round(value, 1) for name, value in best.items()},
+                    "guidellm_req_s": round(guide, 1),
+                    "ratio_llmbench_over_aiohttp": round(best["llmbench"] / best["aiohttp"], 3),
+                    "ratio_llmbench_incl_parse_over_aiohttp": round(best["llmbench_incl_parse"] / best["aiohttp"], 3),
+                    "ratio_llmbench_over_guidellm": round(best["llmbench"] / guide, 2) if guide == guide else None,
+                    "ratio_httpx_over_aiohttp": round(best["httpx"] / best["aiohttp"], 3),
+                }
+                results.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(10)
+        print(json.dumps({"targets": {"llmbench_over_aiohttp": 0.9, "llmbench_over_guidellm": 4.0}, "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
