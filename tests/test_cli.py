@@ -27,7 +27,7 @@ def test_help_is_light() -> None:
     assert "llmbench run" in out
 
 
-@pytest.mark.parametrize("command", ["run", "runs", "show", "backends", "sweep", "sweeps", "report", "compare"])
+@pytest.mark.parametrize("command", ["run", "runs", "show", "backends", "sweep", "sweeps", "report", "compare", "load"])
 def test_every_command_has_help_with_examples(command: str) -> None:
     code, out, _ = run_cli(command, "--help")
     assert code == 0 and "Examples:" in out and "--format" in out

@@ -128,26 +128,24 @@ class OpenAITarget:
     async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
         import aiohttp
 
-        clock = time.perf_counter
-        append = record.reads.append
         record.protocol = self.protocol
         task = asyncio.current_task()
         if task is not None:
             self.in_flight[id(record)] = (record, task)
-        record.sent = clock()
+        record.sent = time.perf_counter()
         try:
-            async with self.session.post(self.url, data=spec.body) as response:
-                record.status = response.status
-                if response.status != 200:
-                    detail = await response.content.read(_ERROR_DETAIL_BYTES)
-                    record.error = f"http_{response.status}"
-                    record.detail = detail.decode("utf-8", "replace").strip()[:500]
+            for attempt in range(2):
+                try:
+                    await self._stream(spec, record)
                     return
-                async for chunk in response.content.iter_any():
-                    append((clock(), chunk))
+                except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+                    # A keep-alive connection the server had just closed: nothing was sent or
+                    # received, so send once more on a fresh one (what any HTTP client does).
+                    if attempt or record.reads or record.status is not None:
+                        raise
         except aiohttp.ClientConnectorError as exc:
             record.error, record.detail = "connect", str(exc)
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
             record.error, record.detail = "disconnect", str(exc) or type(exc).__name__
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
             record.error, record.detail = "timeout", str(exc) or f"over {self.request_timeout_s:g} s"
@@ -159,8 +157,21 @@ class OpenAITarget:
             record.error, record.detail = "cancelled", "still running at the drain deadline"
             raise
         finally:
-            record.end = clock()
+            record.end = time.perf_counter()
             self.in_flight.pop(id(record), None)
+
+    async def _stream(self, spec: RequestSpec, record: RequestRecord) -> None:
+        clock = time.perf_counter
+        append = record.reads.append
+        async with self.session.post(self.url, data=spec.body) as response:
+            record.status = response.status
+            if response.status != 200:
+                detail = await response.content.read(_ERROR_DETAIL_BYTES)
+                record.error = f"http_{response.status}"
+                record.detail = detail.decode("utf-8", "replace").strip()[:500]
+                return
+            async for chunk in response.content.iter_any():
+                append((clock(), chunk))
 
 
 class InProcessTarget:

@@ -1,0 +1,180 @@
+"""Against llama.cpp's real HTTP server (llama-server, built by make), started here on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmbench.backends.base import GenerationConfig
+from llmbench.models import ModelRef
+from llmbench.serving import LoadConfig, run_load
+from llmbench.serving._load import _prepare
+from llmbench.serving._loops import StepPlan, closed_loop
+from llmbench.serving._metrics import finish_record, request_metrics
+from llmbench.serving._targets import OpenAITarget
+from llmbench.store import Store
+
+pytestmark = pytest.mark.slow
+SERVER = Path(os.environ.get("LLMBENCH_LLAMA_SERVER", Path(sys.prefix) / "bin" / "llama-server"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(model: ModelRef, parallel: int = 4) -> tuple[subprocess.Popen[bytes], str]:
+    if not SERVER.exists():
+        pytest.fail(f"{SERVER} is missing: run make install (it builds llama.cpp's server)")
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(SERVER), "-m", str(model.path), "--host", "127.0.0.1", "--port", str(port), "-c", str(1024 * parallel),
+         "-np", str(parallel), "-t", "2", "-fa", "off", "--no-cache-prompt", "--log-disable", "--no-slots"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    import urllib.request
+
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    pytest.fail("llama-server did not become healthy within 60 s")
+
+
+@pytest.fixture(scope="module")
+def server(smollm2: ModelRef) -> Iterator[str]:
+    process, url = start_server(smollm2)
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def requests_at(url: str, smollm2: ModelRef, endpoint: str = "completions", n: int = 4, **kwargs: object) -> list:  # type: ignore[type-arg]
+    """Send ``n`` requests one at a time; return the finished records (text parsed)."""
+    import asyncio
+
+    config = LoadConfig(target=url, tokenizer=str(smollm2.path), endpoint=endpoint, concurrency=[1], requests=n,  # type: ignore[arg-type]
+                        duration_s=None, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+    target = OpenAITarget(url, endpoint=endpoint, pool_size=1)  # type: ignore[arg-type]
+    specs = _prepare(config, target)
+
+    async def go() -> list:  # type: ignore[type-arg]
+        await target.start()
+        try:
+            run = await closed_loop(target, specs, 1, StepPlan(None, n))
+        finally:
+            await target.close()
+        return run.records
+
+    records = asyncio.run(go())
+    for record in records:
+        finish_record(record, need_text=True)
+    return records
+
+
+def test_ttft_and_decode_time_agree_with_the_servers_timings(server: str, smollm2: ModelRef) -> None:
+    records = requests_at(server, smollm2, n=5, prompt_tokens=256, max_tokens=48)
+    ttft_ratios, decode_ratios = [], []
+    for record in records:
+        assert record.ok, (record.error, record.detail)
+        timings = record.server_timings
+        assert timings and timings["predicted_n"] == 48 and timings["prompt_n"] == 256
+        metrics = request_metrics(record)
+        assert metrics.output_tokens == 48
+        # TTFT: prompt processing plus the first token's step, as the server counts it.
+        server_ttft = (timings["prompt_ms"] + timings["predicted_ms"] / timings["predicted_n"]) / 1000
+        server_decode = timings["predicted_ms"] * (timings["predicted_n"] - 1) / timings["predicted_n"] / 1000
+        ttft_ratios.append(metrics.ttft_s / server_ttft)
+        decode_ratios.append(metrics.decode_s / server_decode)
+    ttft_ratios.sort()
+    decode_ratios.sort()
+    median_ttft, median_decode = ttft_ratios[len(ttft_ratios) // 2], decode_ratios[len(decode_ratios) // 2]
+    print(f"TTFT llmbench/server {median_ttft:.4f}, decode {median_decode:.4f}")
+    assert abs(median_ttft - 1) < 0.05, ttft_ratios
+    assert abs(median_decode - 1) < 0.05, decode_ratios
+
+
+def test_chat_completions_stream(server: str, smollm2: ModelRef) -> None:
+    records = requests_at(server, smollm2, endpoint="chat", n=2, prompt_tokens=32, max_tokens=16)
+    for record in records:
+        assert record.ok and record.output_tokens == 16 and record.text
+
+
+def test_in_process_and_served_greedy_text_match(server: str, smollm2: ModelRef) -> None:
+    from llmbench.backends.base import LoadOptions
+    from llmbench.backends.llama_cpp import LlamaCppBackend
+
+    (record,) = requests_at(server, smollm2, n=1, prompt_tokens=48, max_tokens=24)
+    config = LoadConfig(
+        target=server, tokenizer=str(smollm2.path), requests=1, duration_s=None, prompt_tokens=48, max_tokens=24
+    )
+    (spec,) = _prepare(config, OpenAITarget(server))[:1]
+    # The same llama.cpp settings on both sides (flash attention off, a 1024-token context per sequence).
+    with LlamaCppBackend(smollm2, LoadOptions(n_ctx=1024, threads=2, extra={"flash_attn": False})) as backend:
+        local = backend.generate(spec.prompt_ids or [], GenerationConfig(max_new_tokens=24, force_new_tokens=True))
+    assert record.text == local.text
+
+
+def test_throughput_rises_with_concurrency(server: str, smollm2: ModelRef) -> None:
+    record = run_load(
+        LoadConfig(
+            target=server,
+            tokenizer=str(smollm2.path),
+            concurrency=[1, 2, 4],
+            requests=8,
+            duration_s=None,
+            prompt_tokens=32,
+            max_tokens=32,
+        )  # fmt: skip
+    )
+    steps = record.metrics["steps"]
+    for step in steps:
+        assert step["sent"] == step["ok"] == 8 and step["failed"] == 0
+    rates = [step["output_tok_s"] for step in steps]
+    print("output tok/s at concurrency 1, 2, 4:", [round(r, 1) for r in rates])
+    assert rates[2] > rates[0]
+
+
+def test_server_killed_mid_run_is_counted_and_stored(smollm2: ModelRef) -> None:
+    process, url = start_server(smollm2, parallel=2)
+    killer = threading.Timer(4.0, lambda: os.kill(process.pid, signal.SIGKILL))
+    killer.start()
+    started = time.monotonic()
+    with Store() as store:
+        record = run_load(
+            LoadConfig(
+                target=url,
+                tokenizer=str(smollm2.path),
+                concurrency=[2],
+                duration_s=8,
+                prompt_tokens=32,
+                max_tokens=24,
+                stall_timeout_s=2,
+                request_timeout_s=10,
+            ),  # fmt: skip
+            store=store,
+        )
+        stored = store.get(record.id)
+    process.wait(10)
+    assert time.monotonic() - started < 30  # never hangs past its deadline
+    (step,) = stored.metrics["steps"]
+    assert step["ok"] > 0 and step["failed"] > 0
+    assert step["ok"] + step["failed"] == step["sent"]
+    assert set(step["errors"]) <= {"connect", "disconnect", "stall", "malformed", "empty", "client"}
+    assert stored.error and "requests failed" in stored.error
