@@ -141,7 +141,7 @@ def test_throughput_rises_with_concurrency(server: str, smollm2: ModelRef) -> No
             duration_s=None,
             prompt_tokens=32,
             max_tokens=32,
-        )  # fmt: skip
+        )
     )
     steps = record.metrics["steps"]
     for step in steps:
@@ -167,7 +167,7 @@ def test_server_killed_mid_run_is_counted_and_stored(smollm2: ModelRef) -> None:
                 max_tokens=24,
                 stall_timeout_s=2,
                 request_timeout_s=10,
-            ),  # fmt: skip
+            ),
             store=store,
         )
         stored = store.get(record.id)
