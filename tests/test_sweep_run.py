@@ -204,3 +204,19 @@ def test_real_sweep_smollm2_on_both_backends_and_five_reports(tmp_path: Path, sm
     assert code == 0, err
     assert all(p.stat().st_size > 0 for p in outputs)
     assert len(json.loads(outputs[2].read_text())["runs"]) == 4
+
+
+def test_load_steps_make_each_run_a_load_test(tmp_path: Path) -> None:
+    path = tmp_path / "load.yaml"
+    path.write_text(
+        "models: [default]\nbackends: [fake]\n"
+        "settings: {prompt_tokens: 8, max_new_tokens: [4, 8], load: {concurrency: [1, 2], requests: 4}}\n"
+    )
+    code, out, err = run_cli("sweep", str(path), "--format", "json")
+    assert code == 0, err
+    runs = json.loads(out)["runs"]
+    assert len(runs) == 2 and all(run["status"] == "ok" for run in runs)
+    with Store() as store:
+        record = store.get(runs[0]["id"])
+    assert record.kind == "load" and [step["concurrency"] for step in record.metrics["steps"]] == [1, 2]
+    assert all(step["ok"] == step["sent"] == 4 for step in record.metrics["steps"])

@@ -30,18 +30,10 @@ def format_option(fn: F) -> F:
     )(fn)
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(_clean(data), indent=2, default=str))
+    from llmbench.store import finite
+
+    click.echo(json.dumps(finite(data), indent=2, default=str))
 
 
 def console(stderr: bool = False) -> Any:

@@ -70,6 +70,23 @@ def rate_progress(enabled: bool, label: str, unit: str) -> Iterator[Callable[[in
         yield update
 
 
+def _bar(*middle: Any, end: Any = None) -> Any:
+    """A transient rich progress display on stderr: description, bar, N/M, ``middle``, then ``end``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from llmbench.cli._output import console
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *middle,
+        end if end is not None else TimeElapsedColumn(),
+        console=console(stderr=True),
+        transient=True,
+    )
+
+
 class _SweepBar:
     """Sweep progress: a bar over runs with an ETA, and a line with the current run's phase."""
 
@@ -100,19 +117,9 @@ def sweep_progress(enabled: bool, total: int) -> Iterator[Any]:
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import TextColumn, TimeRemainingColumn
 
-    from llmbench.cli._output import console
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[phase]}"),
-        TimeRemainingColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as bar:
+    with _bar(TextColumn("{task.fields[phase]}"), end=TimeRemainingColumn()) as bar:
         yield _SweepBar(bar, total)
 
 
@@ -122,18 +129,7 @@ def load_progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], No
     if not enabled:
         yield None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from llmbench.cli._output import console
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console(stderr=True),
-        transient=True,
-    ) as bar:
+    with _bar() as bar:
         tasks: dict[str, Any] = {}
 
         def update(label: str, done: int, total: int | None) -> None:

@@ -165,7 +165,7 @@ def _load_curves(runs: Sequence[ReportRun]) -> Any:
         x = [step.get("output_tok_s") for step in steps]
         for stat in ("p50", "p99"):
             figure.add_scatter(
-                name=_label(f"{run.label} e2e {stat}"),
+                name=_label(f"{run.name} e2e {stat}"),
                 mode="lines+markers",
                 x=x,
                 y=[((step.get("e2e_s") or {}).get(stat) or 0) * 1000 for step in steps],

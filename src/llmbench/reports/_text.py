@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.reports._rows import Column, ReportRun, rows, used_columns
+from llmbench.store import finite
 
 
 def write_csv(runs: Sequence[ReportRun], path: Path) -> None:
@@ -41,17 +41,7 @@ def write_json(runs: Sequence[ReportRun], path: Path) -> None:
             for run, row in zip(runs, rows(runs), strict=True)
         ],
     }
-    path.write_text(json.dumps(_finite(document), indent=2, default=str), encoding="utf-8")
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    path.write_text(json.dumps(finite(document), indent=2, default=str), encoding="utf-8")
 
 
 _MARKDOWN_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "decode_tok_s", "itl_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "id")  # fmt: skip

@@ -24,17 +24,17 @@ def _json_default(value: object) -> object:
 
 
 def _dumps(value: object) -> str:
-    return json.dumps(_finite(value), default=_json_default, sort_keys=True)
+    return json.dumps(finite(value), default=_json_default, sort_keys=True)
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN/Infinity: store them as null."""
+def finite(value: Any) -> Any:
+    """JSON has no NaN/Infinity: they become null (in the store, in JSON output and reports)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
 
 

@@ -30,6 +30,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LoadSteps(_Strict):
+    """Make each run a load test (``llmbench load`` on the model in-process) with these steps."""
+
+    concurrency: list[PositiveInt] = Field(default_factory=list)
+    rates: list[Annotated[float, Field(gt=0)]] = Field(default_factory=list)
+    requests: PositiveInt | None = None
+    duration_s: Annotated[float, Field(gt=0)] | None = None
+    warmup_s: Annotated[float, Field(ge=0)] = 0.0
+
+
 class Settings(_Strict):
     """Run settings; each may be one value or a list of values to sweep over."""
 
@@ -52,6 +62,8 @@ class Settings(_Strict):
     attn_implementation: str | list[str] | None = None
     options: dict[str, Scalar | list[Scalar] | None] = Field(default_factory=dict)
     """Any other backend option (``-o KEY=VALUE`` of ``llmbench run``); null unsets one in an override."""
+    load: LoadSteps | None = None
+    """Load-test steps: each run becomes a load test of the model in-process (not an axis)."""
 
     def merged(self, override: Settings) -> Settings:
         """These settings with ``override``'s explicitly set ones on top (options merged key by key)."""

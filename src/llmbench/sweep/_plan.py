@@ -14,7 +14,7 @@ from llmbench.errors import LLMBenchError
 from llmbench.sweep._config import BACKEND_SETTINGS, ConfigError, ModelEntry, Settings, SweepFile
 
 DEFAULT_MODEL = "default"
-_RUN_SETTINGS = tuple(name for name in Settings.model_fields if name not in BACKEND_SETTINGS and name != "options")
+_RUN_SETTINGS = tuple(name for name in Settings.model_fields if name not in (*BACKEND_SETTINGS, "options", "load"))
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,13 @@ def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
                 if _excluded(sweep.exclude, entry, label, backend.name, choices):
                     continue
                 config = _benchmark_config(model, backend.name, settings, choices, label)
-                key = run_key("generate", model, backend.name, config)
+                kind = "generate"
+                if settings.load is not None:
+                    kind, config["load"] = "load", settings.load.model_dump()
+                key = run_key(kind, model, backend.name, config)
                 if key not in seen:
                     seen.add(key)
-                    runs.append(PlannedRun(key, label, model, backend.name, config, choices))
+                    runs.append(PlannedRun(key, label, model, backend.name, config, choices, kind))
     return _keep_varying(runs)
 
 

@@ -24,6 +24,8 @@ def execute(run: PlannedRun, progress: ProgressCallback | None = None) -> RunRec
     """Run one planned run; a failure is returned as a failed record, never raised."""
     from llmbench.scenarios.single_run import BenchmarkConfig, describe_failure, run_benchmark
 
+    if run.kind == "load":
+        return _load(run, progress)
     sink = _Keep()
     try:
         run_benchmark(BenchmarkConfig(**run.config), store=sink, progress=progress)
@@ -53,3 +55,30 @@ def failed_record(run: PlannedRun, cause: str, stderr_tail: str | None = None, *
         metrics=metrics or None,
         error=cause,
     )
+
+
+def _load(run: PlannedRun, progress: ProgressCallback | None) -> RunRecord:
+    """A load test of the run's model, served in-process, with the sweep's steps."""
+    from llmbench.errors import LLMBenchError
+    from llmbench.scenarios.single_run import describe_failure
+    from llmbench.serving import LoadConfig, run_load
+
+    config, steps = run.config, run.config["load"]
+    try:
+        load = LoadConfig(
+            target=run.model or "",
+            backend=run.backend,
+            concurrency=list(steps["concurrency"]),
+            rates=list(steps["rates"]),
+            requests=steps["requests"],
+            duration_s=steps["duration_s"] if steps["requests"] is None else None,
+            warmup_s=steps["warmup_s"],
+            prompt_tokens=config["prompt_tokens"],
+            max_tokens=config["max_new_tokens"],
+            n_ctx=config["n_ctx"],
+            options=dict(config["options"]),
+        )
+        reporter = (lambda label, done, total: progress(label, done, total or 0)) if progress else None
+        return run_load(load, store=None, progress=reporter)
+    except (LLMBenchError, Exception) as exc:
+        return failed_record(run, describe_failure(exc) or "failed")
