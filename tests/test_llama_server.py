@@ -145,7 +145,7 @@ def test_throughput_rises_with_concurrency(server: str, smollm2: ModelRef) -> No
     )
     steps = record.metrics["steps"]
     for step in steps:
-        assert step["sent"] == step["ok"] == 8 and step["failed"] == 0
+        assert step["sent"] == step["ok"] == 8 and step["failed"] == 0, (step["errors"], record.error)
     rates = [step["output_tok_s"] for step in steps]
     print("output tok/s at concurrency 1, 2, 4:", [round(r, 1) for r in rates])
     assert rates[2] > rates[0]

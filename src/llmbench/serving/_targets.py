@@ -21,6 +21,7 @@ from llmbench.serving._records import RequestRecord, RequestSpec
 
 Endpoint = Literal["completions", "chat"]
 _ERROR_DETAIL_BYTES = 2000
+_STALE_RETRIES = 3
 
 
 class Target(Protocol):
@@ -134,14 +135,15 @@ class OpenAITarget:
             self.in_flight[id(record)] = (record, task)
         record.sent = time.perf_counter()
         try:
-            for attempt in range(2):
+            for attempt in range(_STALE_RETRIES + 1):
                 try:
                     await self._stream(spec, record)
                     return
                 except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
-                    # A keep-alive connection the server had just closed: nothing was sent or
-                    # received, so send once more on a fresh one (what any HTTP client does).
-                    if attempt or record.reads or record.status is not None:
+                    # A keep-alive connection the server had just closed (llama-server closes
+                    # them after a stream): nothing was sent or received, so send again; the
+                    # dead connection has left the pool, though the next one may be dead too.
+                    if attempt == _STALE_RETRIES or record.reads or record.status is not None:
                         raise
         except aiohttp.ClientConnectorError as exc:
             record.error, record.detail = "connect", str(exc)
