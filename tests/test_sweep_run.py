@@ -114,10 +114,10 @@ models: [default]
 backends: [fake]
 settings:
   prompt_tokens: 8
-  max_new_tokens: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
+  max_new_tokens: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
   repetitions: 1
   warmup: 0
-  options: {load_delay: 0.15}
+  options: {load_delay: 0.2}
 """
 
 
