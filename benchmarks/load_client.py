@@ -241,6 +241,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", default="1,16,64")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--skip-guidellm", action="store_true", help="Leave GuideLLM out (it takes minutes).")
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     with tempfile.TemporaryDirectory(prefix="load-client-") as tmp:
@@ -262,7 +263,11 @@ def main() -> None:
                             rates["aiohttp"].append(asyncio.run(bare_aiohttp(url, concurrency, args.seconds)))
                         else:
                             rates["httpx"].append(asyncio.run(bare_httpx(url, concurrency, args.seconds)))
-                guide = guidellm_rate(url, concurrency, args.seconds, folder, tokenizer)
+                guide = (
+                    float("nan")
+                    if args.skip_guidellm
+                    else guidellm_rate(url, concurrency, args.seconds, folder, tokenizer)
+                )
                 best = {name: max(values) for name, values in rates.items()}
                 row = {
                     "concurrency": concurrency,

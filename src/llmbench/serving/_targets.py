@@ -22,6 +22,7 @@ from llmbench.serving._records import RequestRecord, RequestSpec
 Endpoint = Literal["completions", "chat"]
 _ERROR_DETAIL_BYTES = 2000
 _STALE_RETRIES = 3
+_JSON = {"Content-Type": "application/json"}
 
 
 class Target(Protocol):
@@ -68,7 +69,9 @@ class OpenAITarget:
         self.label = base_url
         self.model = model
         self.endpoint = endpoint
-        self.headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        # JSON bodies are sent as bytes with their content type per request; no other default header
+        # but the key (aiohttp merges session headers into every request).
+        self.headers: dict[str, str] = {}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self.pool_size = pool_size
@@ -99,7 +102,7 @@ class OpenAITarget:
     async def start(self) -> None:
         import aiohttp
 
-        connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=self.pool_size, force_close=False)
+        connector = aiohttp.TCPConnector(limit=self.pool_size)
         # No per-read timer (sock_read): at thousands of reads a second its cost shows; one watchdog
         # task finds stalled streams instead.
         timeout = aiohttp.ClientTimeout(total=self.request_timeout_s, sock_connect=self.connect_timeout_s)
@@ -165,7 +168,7 @@ class OpenAITarget:
     async def _stream(self, spec: RequestSpec, record: RequestRecord) -> None:
         clock = time.perf_counter
         append = record.reads.append
-        async with self.session.post(self.url, data=spec.body) as response:
+        async with self.session.post(self.url, data=spec.body, headers=_JSON) as response:
             record.status = response.status
             if response.status != 200:
                 detail = await response.content.read(_ERROR_DETAIL_BYTES)
