@@ -57,7 +57,7 @@ def sweep_id(sweep: SweepFile, salt: str = "") -> str:
 def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
     """Every run of the sweep, in file order, exclusions applied and duplicates dropped."""
     base_dir = base_dir or Path.cwd()
-    backend_classes = _backend_classes(sweep)
+    backend_classes = _backend_classes(sweep, base_dir)
     _check_option_names(sweep, backend_classes)
     _check_exclude_keys(sweep)
     runs: list[PlannedRun] = []
@@ -82,14 +82,14 @@ def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
     return _keep_varying(runs)
 
 
-def _backend_classes(sweep: SweepFile) -> dict[str, Any]:
+def _backend_classes(sweep: SweepFile, base_dir: Path) -> dict[str, Any]:
     from llmbench.backends import get_backend
 
     names = set(sweep.backends or [])
     for entry in sweep.model_entries():
         names.update(entry.backends or [])
         if not (entry.backends or sweep.backends):
-            names.add(_default_backend(_normalise_model(entry.model, Path.cwd())))
+            names.add(_default_backend(_normalise_model(entry.model, base_dir)))
     classes = {}
     for name in sorted(names):
         try:
