@@ -19,7 +19,7 @@ from llmbench.models import ModelRef
 from llmbench.serving import LoadConfig, run_load
 from llmbench.serving._load import _prepare
 from llmbench.serving._loops import StepPlan, closed_loop
-from llmbench.serving._metrics import finish_record, request_metrics
+from llmbench.serving._metrics import request_metrics
 from llmbench.serving._targets import OpenAITarget
 from llmbench.store import Store
 
@@ -66,12 +66,12 @@ def server(smollm2: ModelRef) -> Iterator[str]:
 
 
 def requests_at(url: str, smollm2: ModelRef, endpoint: str = "completions", n: int = 4, **kwargs: object) -> list:  # type: ignore[type-arg]
-    """Send ``n`` requests one at a time; return the finished records (text parsed)."""
+    """Send ``n`` requests one at a time; return the finished records (text kept)."""
     import asyncio
 
     config = LoadConfig(target=url, tokenizer=str(smollm2.path), endpoint=endpoint, concurrency=[1], requests=n,  # type: ignore[arg-type]
                         duration_s=None, **kwargs)  # type: ignore[arg-type]  # fmt: skip
-    target = OpenAITarget(url, endpoint=endpoint, pool_size=1)  # type: ignore[arg-type]
+    target = OpenAITarget(url, endpoint=endpoint, pool_size=1, keep_text=True)  # type: ignore[arg-type]
     specs = _prepare(config, target)
 
     async def go() -> list:  # type: ignore[type-arg]
@@ -82,10 +82,7 @@ def requests_at(url: str, smollm2: ModelRef, endpoint: str = "completions", n: i
             await target.close()
         return run.records
 
-    records = asyncio.run(go())
-    for record in records:
-        finish_record(record, need_text=True)
-    return records
+    return asyncio.run(go())
 
 
 def test_ttft_and_decode_time_agree_with_the_servers_timings(server: str, smollm2: ModelRef) -> None:

@@ -52,7 +52,8 @@ def test_chat_and_completion_chunks_usage_and_timings() -> None:
         {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}, "timings": {"predicted_ms": 9.0}},
     )
     parsed = parse_openai_stream([(1.0, chat)])
-    assert parsed.text == "Hello" and parsed.chunk_tokens == [1, 1] and parsed.prompt_tokens == 5
+    # Two content events in one read: one chunk of two tokens (they arrived together).
+    assert parsed.text == "Hello" and parsed.chunk_tokens == [2] and parsed.prompt_tokens == 5
     assert parsed.finish_reason == "length" and parsed.timings == {"predicted_ms": 9.0}
     completion = parse_openai_stream(
         [(1.0, sse({"choices": [{"text": "a"}]})), (2.0, sse({"choices": [{"text": "b"}]}))]
@@ -85,7 +86,7 @@ def test_step_metrics_use_the_single_run_definitions() -> None:
     records = []
     for index in range(4):
         record = RequestRecord(index=index, scheduled=10.0 + index, sent=10.0 + index, end=10.5 + index)
-        record.token_times = [10.1 + index, 10.2 + index, 10.3 + index]
+        record.set_chunks([10.1 + index, 10.2 + index, 10.3 + index])
         records.append(record)
     failed = RequestRecord(index=4, scheduled=14.0, sent=14.0, end=14.1, error="http_500")
     metrics = step_metrics([*records, failed], (10.0, 14.0), SLO(ttft_s=0.15))

@@ -6,10 +6,11 @@ Each step is a closed loop (fixed concurrency) or an open loop (request rate, Po
 arrivals); its metrics use the single-run definitions (``llmbench.measurement.metrics``).
 """
 
+from llmbench.measurement.metrics import chunk_token_times as token_times
 from llmbench.serving._load import LoadConfig, run_load, summary_rows
 from llmbench.serving._metrics import SLO, step_metrics
 from llmbench.serving._records import RequestRecord, RequestSpec
-from llmbench.serving._stream import ParsedStream, parse_openai_stream, split_events, token_times
+from llmbench.serving._stream import ParsedStream, parse_openai_stream, split_events
 from llmbench.serving._targets import InProcessTarget, OpenAITarget
 
 __all__ = [

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -21,7 +23,7 @@ class RequestSpec:
 
 @dataclass(slots=True)
 class RequestRecord:
-    """Timestamps (``time.perf_counter``) and raw reads of one request; parsed after the step."""
+    """Timestamps (``time.perf_counter``) and raw reads of one request, parsed when it ends."""
 
     index: int
     scheduled: float
@@ -30,9 +32,12 @@ class RequestRecord:
     """When the client actually sent it; ``sent - scheduled`` is the client's own lateness."""
     end: float = math.nan
     status: int | None = None
-    reads: list[tuple[float, bytes]] = field(default_factory=list)
-    token_times: list[float] | None = None
-    """Set directly by in-process targets (exact per-token stamps); HTTP targets parse ``reads``."""
+    reads: list[tuple[float, bytes]] | None = None
+    """``(arrival time, bytes)`` of each read of an HTTP stream, until it is parsed (then None)."""
+    packed_times: bytes | None = None
+    """Arrival time of each chunk of tokens (float64s, see :meth:`set_chunks`)."""
+    packed_tokens: bytes | None = None
+    """Tokens in each chunk (int64s); None means one each."""
     output_tokens: int | None = None
     prompt_tokens: int | None = None
     queue_s: float = 0.0
@@ -48,3 +53,31 @@ class RequestRecord:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    def set_chunks(self, times: Sequence[float], tokens: Sequence[int] | None = None) -> None:
+        """Record the chunks of tokens: parsed from ``reads`` (HTTP targets), or given directly by
+        targets that see the tokens (in-process: one chunk per token, exact stamps).
+
+        Kept packed in bytes: a load step holds thousands of records, and the garbage collector
+        walks every list and array they hold at each collection, but never a bytes object.
+        """
+        self.packed_times = array("d", times).tobytes()
+        self.packed_tokens = None if tokens is None else array("q", tokens).tobytes()
+
+    @property
+    def chunk_times(self) -> list[float] | None:
+        return None if self.packed_times is None else array("d", self.packed_times).tolist()
+
+    @property
+    def chunk_tokens(self) -> list[int] | None:
+        return None if self.packed_tokens is None else array("q", self.packed_tokens).tolist()
+
+    @property
+    def token_times(self) -> list[float] | None:
+        """One timestamp per token (a chunk of k tokens shares the gap before it)."""
+        from llmbench.measurement.metrics import chunk_token_times as token_times
+
+        times = self.chunk_times
+        if times is None:
+            return None
+        return token_times(times, self.chunk_tokens or [1] * len(times))

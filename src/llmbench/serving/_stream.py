@@ -3,7 +3,8 @@
 While a response streams, the client only appends ``(arrival time, bytes)`` for each read: no
 JSON parsing, no tokenization. When the response has ended, :func:`parse_openai_stream` splits the
 bytes into server-sent events, reads each event's text delta, token count and usage, and
-:func:`token_times` turns chunk arrival times into one timestamp per token:
+:func:`token_times` (:func:`expand_token_times` for a whole load step at once, in numpy) turns
+the arrival times of the reads that carried tokens into one timestamp per token:
 
 * one event per token (the usual case) gives the event's arrival time to its token;
 * a read that holds several events, or an event that carries several tokens, shares the gap since
@@ -19,7 +20,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from llmbench.serving._records import RequestRecord
 
 
 @dataclass
@@ -83,9 +89,9 @@ class ParsedStream:
 
     text: str = ""
     chunk_times: list[float] = field(default_factory=list)
-    """Arrival time of each content event."""
+    """Arrival time of each read that carried tokens (events that came in one read are one chunk)."""
     chunk_tokens: list[int] = field(default_factory=list)
-    """Tokens in each content event (after reconciliation with the usage total)."""
+    """Tokens in each of those reads (after reconciliation with the usage total)."""
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     """From the server's ``usage``, when it sent one."""
@@ -96,61 +102,108 @@ class ParsedStream:
     """An error the server sent inside the stream."""
 
 
-def _event_times(reads: Sequence[tuple[float, bytes]]) -> tuple[list[float], list[bytes]] | None:
-    """Arrival time of every event, and the data of the first and last three, counting in C.
-
-    Applies when every read ends on an event boundary and each event is one ``data:`` line (what
-    servers write and what usually arrives); anything else returns None for the full parser.
-    """
-    times: list[float] = []
-    for arrived, chunk in reads:
-        count = chunk.count(b"\n\n")
-        if not chunk.endswith(b"\n\n") or chunk.count(b"\n") != 2 * count or chunk.count(b"data:") != count:
-            return None
-        times.extend([arrived] * count)
-    if not reads:
-        return None
-    first = reads[0][1].split(b"\n\n", 1)[0]
-    tail_bytes = b"".join(chunk for _, chunk in reads[-3:])
-    tail = tail_bytes.split(b"\n\n")[-4:-1]
-    datas = [first, *tail]
-    return times, [d[6:] if d.startswith(b"data: ") else d[5:] for d in datas]
-
-
 def _count_only(reads: Sequence[tuple[float, bytes]]) -> ParsedStream | None:
     """The common case without parsing every event: one token per content event, checked against usage.
 
-    Parses the first event and the last ones (usage, ``[DONE]``) and counts the rest. Returns None
-    (parse everything) unless the count of content events equals the server's
-    ``usage.completion_tokens`` exactly and no read mentions an error.
+    Parses the last events (usage, ``[DONE]``); a stream that came in one read is then one chunk of
+    ``usage.completion_tokens`` tokens. Otherwise counts the event separators of each read in C (an
+    event belongs to the read that completes it), parses the first event when needed, and returns None
+    (parse everything) unless the content events add up to the server's ``usage.completion_tokens``
+    exactly. Anything irregular (comments, ``\\r\\n`` endings, a separator split across reads, an
+    error event, tokens packed into one event) breaks that equality and goes to the full parser;
+    :func:`parse_openai_stream` is tested to give the same chunks either way.
     """
-    found = _event_times(reads)
-    if found is None or any(b'"error"' in chunk for _, chunk in reads):
+    if not reads:
         return None
-    times, (first_data, *tail) = found
-    if tail and tail[-1].strip() == b"[DONE]":
-        tail, times = tail[:-1], times[:-1]
-    if not tail or len(times) < 2:
-        return None
+    tail = reads[-1][1]
+    if len(reads) > 1 and tail.count(b"\n\n") < 3:
+        tail = b"".join(chunk for _, chunk in reads[-3:])
+    parts = tail.rsplit(b"\n\n", 3)
+    if len(parts) < 3 or parts[-1]:
+        return None  # fewer than two events, or a last event without its blank line
+    data = _data_bytes(parts[-2])
+    done = data.strip() == b"[DONE]"
+    if done:
+        data = _data_bytes(parts[-3])
     try:
-        usage_event, first = json.loads(tail[-1]), json.loads(first_data)
-    except json.JSONDecodeError:
+        text = data.decode("utf-8")
+        usage_event, end = _DECODER.raw_decode(text)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if end != len(text):
         return None
     usage = usage_event.get("usage") if isinstance(usage_event, dict) else None
-    if not usage or usage_event.get("choices") or usage.get("completion_tokens") is None:
+    if not usage or usage_event.get("choices") or not isinstance(usage.get("completion_tokens"), int):
         return None
-    content = times[:-1]
-    if not _has_text(first):
-        content = content[1:]  # the chat role-only chunk
-    if len(content) != usage["completion_tokens"] or not content:
+    total = usage["completion_tokens"]
+    if not total:
+        return None
+    if len(reads) == 1:
+        # The whole stream came in one read: every token arrived at its time, however the events
+        # divide them, so there is nothing to count (the full parser would give the same chunk).
+        return ParsedStream(
+            chunk_times=[reads[0][0]],
+            chunk_tokens=[total],
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=total,
+            timings=usage_event.get("timings"),
+        )
+    counts = [chunk.count(b"\n\n") for _, chunk in reads]
+    if done:
+        _drop_last_event(counts)
+    _drop_last_event(counts)
+    if sum(counts) == total + 1:  # a chat stream's role-only first chunk, or an empty first text
+        try:
+            first = json.loads(_data_bytes(reads[0][1].split(b"\n\n", 1)[0]).decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        if _has_text(first) or not isinstance(first, dict) or "error" in first:
+            return None
+        counts[0] -= 1
+    if sum(counts) != total:
         return None
     return ParsedStream(
-        chunk_times=content,
-        chunk_tokens=[1] * len(content),
+        chunk_times=[t for (t, _), c in zip(reads, counts, strict=True) if c],
+        chunk_tokens=[c for c in counts if c],
         prompt_tokens=usage.get("prompt_tokens"),
-        completion_tokens=usage["completion_tokens"],
+        completion_tokens=total,
         timings=usage_event.get("timings"),
     )
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _data_bytes(event: bytes) -> bytes:
+    """The value of an event that is one ``data:`` line."""
+    return event[6:] if event.startswith(b"data: ") else event[5:] if event.startswith(b"data:") else b""
+
+
+def _drop_last_event(counts: list[int]) -> None:
+    """Take the last event off the per-read counts (it was not a token)."""
+    for index in range(len(counts) - 1, -1, -1):
+        if counts[index]:
+            counts[index] -= 1
+            return
+
+
+def merge_reads(times: list[float], tokens: list[int]) -> tuple[list[float], list[int]]:
+    """Chunks that arrived in one read (the same arrival time) become one chunk of their summed tokens.
+
+    The client saw them at once: their tokens then share the gap since the previous read, instead of
+    one token taking the whole gap and the others none.
+    """
+    merged_times: list[float] = []
+    merged_tokens: list[int] = []
+    for arrived, count in zip(times, tokens, strict=True):
+        if count <= 0:
+            continue
+        if merged_times and merged_times[-1] == arrived:
+            merged_tokens[-1] += count
+        else:
+            merged_times.append(arrived)
+            merged_tokens.append(count)
+    return merged_times, merged_tokens
 
 
 def _has_text(payload: Any) -> bool:
@@ -213,11 +266,12 @@ def parse_openai_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = 
                 result.chunk_tokens.append(1)
             cumulative.append(usage.get("completion_tokens") if usage else None)
     result.text = "".join(texts)
-    result.chunk_tokens = _reconcile(result.chunk_tokens, cumulative, result.completion_tokens)
+    result.chunk_tokens = reconcile_counts(result.chunk_tokens, cumulative, result.completion_tokens)
+    result.chunk_times, result.chunk_tokens = merge_reads(result.chunk_times, result.chunk_tokens)
     return result
 
 
-def _reconcile(per_chunk: list[int], cumulative: list[int | None], total: int | None) -> list[int]:
+def reconcile_counts(per_chunk: list[int], cumulative: list[int | None], total: int | None) -> list[int]:
     """Tokens per chunk: cumulative per-chunk usage when every chunk has one, scaled to the total."""
     if per_chunk and all(c is not None for c in cumulative):
         counts, previous = [], 0
@@ -236,26 +290,24 @@ def _reconcile(per_chunk: list[int], cumulative: list[int | None], total: int | 
     return scaled
 
 
-def token_times(chunk_times: Sequence[float], chunk_tokens: Sequence[int]) -> list[float]:
-    """One timestamp per token: a chunk of k tokens shares the gap since the previous chunk.
-
-    The first chunk's tokens all get its arrival time (its first token is the first token; the
-    others came with it, there is no earlier gap of theirs to share).
+def expand_token_times(
+    chunk_times: np.ndarray[Any, Any], chunk_tokens: np.ndarray[Any, Any], previous: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """:func:`token_times` of many chunks at once: each chunk of ``k`` tokens shares the gap since
+    its ``previous`` arrival (``previous == chunk_times`` for a request's first chunk: all its
+    tokens at its arrival). Load steps expand only the chunks that straddle a window edge or a
+    second boundary; everything else is counted per chunk.
     """
-    if all(count == 1 for count in chunk_tokens):
-        return list(chunk_times)  # one token per chunk: nothing to share
-    times: list[float] = []
-    previous: float | None = None
-    for arrived, count in zip(chunk_times, chunk_tokens, strict=True):
-        if count <= 0:
-            continue
-        if previous is None:
-            times.extend([arrived] * count)
-        else:
-            gap = arrived - previous
-            times.extend(previous + gap * (j + 1) / count for j in range(count))
-        previous = arrived
-    return times
+    import numpy as np
+
+    times = np.asarray(chunk_times, dtype=np.float64)
+    tokens = np.asarray(chunk_tokens, dtype=np.int64)
+    before = np.asarray(previous, dtype=np.float64)
+    owner = np.repeat(np.arange(times.size), tokens)
+    offsets = np.cumsum(tokens) - tokens
+    position = np.arange(owner.size) - offsets[owner] + 1  # 1 .. k within its chunk
+    result: np.ndarray[Any, Any] = before[owner] + (times - before)[owner] * position / tokens[owner]
+    return result
 
 
 def parse_tgi_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = True) -> ParsedStream:
@@ -282,6 +334,7 @@ def parse_tgi_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = Tru
             result.completion_tokens = details.get("generated_tokens", result.completion_tokens)
             result.finish_reason = details.get("finish_reason")
     result.text = "".join(texts)
+    result.chunk_times, result.chunk_tokens = merge_reads(result.chunk_times, result.chunk_tokens)
     return result
 
 
@@ -320,8 +373,34 @@ def parse_gemini_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = 
         result.chunk_tokens.append(1)
         cumulative.append(usage.get("candidatesTokenCount") if usage else None)
     result.text = "".join(texts)
-    result.chunk_tokens = _reconcile(result.chunk_tokens, cumulative, result.completion_tokens)
+    result.chunk_tokens = reconcile_counts(result.chunk_tokens, cumulative, result.completion_tokens)
+    result.chunk_times, result.chunk_tokens = merge_reads(result.chunk_times, result.chunk_tokens)
     return result
+
+
+def finish_record(record: RequestRecord, need_text: bool = False) -> None:
+    """Parse an HTTP record's reads into token chunks, usage and (if asked) text, after the step."""
+    if record.packed_times is not None:
+        return
+    reads, record.reads = record.reads or [], None  # parsed: the bytes are freed
+    if not record.ok:
+        return
+    try:
+        parsed = PARSERS[record.protocol](reads, need_text)
+    except MalformedStream as exc:
+        record.error, record.detail = "malformed", str(exc)
+        return
+    if parsed.error is not None:
+        record.error, record.detail = "server_error", parsed.error
+        return
+    record.set_chunks(parsed.chunk_times, parsed.chunk_tokens)
+    produced = sum(parsed.chunk_tokens)
+    record.output_tokens = parsed.completion_tokens if parsed.completion_tokens is not None else produced
+    record.prompt_tokens = parsed.prompt_tokens
+    record.text = parsed.text if need_text else None
+    record.server_timings = parsed.timings
+    if not produced:
+        record.error, record.detail = "empty", "the stream ended without a token"
 
 
 def _json_object(data: str) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from typing import Any, Literal, Protocol
 
 from llmbench.errors import LLMBenchError
 from llmbench.serving._records import RequestRecord, RequestSpec
+from llmbench.serving._stream import finish_record
 
 Endpoint = Literal["completions", "chat"]
 _ERROR_DETAIL_BYTES = 2000
 _STALE_RETRIES = 3
-_JSON = {"Content-Type": "application/json"}
 
 
 class Target(Protocol):
@@ -61,6 +61,7 @@ class OpenAITarget:
         stall_timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
         extra_body: dict[str, Any] | None = None,
+        keep_text: bool = False,
     ) -> None:
         base = base_url.rstrip("/")
         if not base.endswith("/v1"):
@@ -79,6 +80,8 @@ class OpenAITarget:
         self.stall_timeout_s = stall_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.extra_body = extra_body or {}
+        self.keep_text = keep_text
+        """Parse each response's text too (off by default: load tests need token times, not text)."""
         self.session: Any = None
 
     def body(self, prompt_text: str | None, prompt_ids: Sequence[int] | None, max_tokens: int) -> bytes:
@@ -108,6 +111,10 @@ class OpenAITarget:
         timeout = aiohttp.ClientTimeout(total=self.request_timeout_s, sock_connect=self.connect_timeout_s)
         self.session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers)
         self.in_flight: dict[int, tuple[RequestRecord, asyncio.Task[Any]]] = {}
+        # One reusable JSON payload per prepared body: no per-request header merging or wrapping.
+        self.payloads: dict[bytes, Any] = {}
+        self.payload_type = aiohttp.BytesPayload
+        self.stale = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
         self.watchdog = asyncio.create_task(self._watch_stalls())
 
     async def _watch_stalls(self) -> None:
@@ -130,19 +137,36 @@ class OpenAITarget:
             self.session = None
 
     async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
+        """Send one request and stamp every read of its stream; parse it once it has ended."""
         import aiohttp
 
         record.protocol = self.protocol
         task = asyncio.current_task()
         if task is not None:
             self.in_flight[id(record)] = (record, task)
-        record.sent = time.perf_counter()
+        payload = self.payloads.get(spec.body)
+        if payload is None:
+            payload = self.payloads[spec.body] = self.payload_type(spec.body, content_type="application/json")
+        clock = time.perf_counter
+        reads: list[tuple[float, bytes]] = []
+        record.reads = reads
+        append = reads.append
+        post = self.session.post
+        record.sent = clock()
         try:
             for attempt in range(_STALE_RETRIES + 1):
                 try:
-                    await self._stream(spec, record)
-                    return
-                except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
+                    async with post(self.url, data=payload) as response:
+                        record.status = response.status
+                        if response.status != 200:
+                            detail = await response.content.read(_ERROR_DETAIL_BYTES)
+                            record.error = f"http_{response.status}"
+                            record.detail = detail.decode("utf-8", "replace").strip()[:500]
+                            break
+                        async for chunk in response.content.iter_any():
+                            append((clock(), chunk))
+                    break
+                except self.stale:
                     # A keep-alive connection the server had just closed (llama-server closes
                     # them after a stream): nothing was sent or received, so send again; the
                     # dead connection has left the pool, though the next one may be dead too.
@@ -162,21 +186,11 @@ class OpenAITarget:
             record.error, record.detail = "cancelled", "still running at the drain deadline"
             raise
         finally:
-            record.end = time.perf_counter()
+            record.end = clock()
             self.in_flight.pop(id(record), None)
-
-    async def _stream(self, spec: RequestSpec, record: RequestRecord) -> None:
-        clock = time.perf_counter
-        append = record.reads.append
-        async with self.session.post(self.url, data=spec.body, headers=_JSON) as response:
-            record.status = response.status
-            if response.status != 200:
-                detail = await response.content.read(_ERROR_DETAIL_BYTES)
-                record.error = f"http_{response.status}"
-                record.detail = detail.decode("utf-8", "replace").strip()[:500]
-                return
-            async for chunk in response.content.iter_any():
-                append((clock(), chunk))
+        # Parsed now, after its end was stamped: the raw bytes are freed as the step goes (memory
+        # stays flat over long steps) and only chunk times and counts are kept.
+        finish_record(record, self.keep_text)
 
 
 class InProcessTarget:
@@ -221,7 +235,7 @@ class InProcessTarget:
             return
         record.end = time.perf_counter()
         record.status = 200
-        record.token_times = list(generation.token_times)
+        record.set_chunks(generation.token_times)
         record.output_tokens = generation.output_tokens
         record.prompt_tokens = generation.prompt_tokens
         record.text = generation.text
@@ -254,14 +268,15 @@ class _ChunkTarget:
 
     @staticmethod
     def finish(record: RequestRecord, chunks: list[tuple[float, str, int | None]], total: int | None) -> None:
-        from llmbench.serving._stream import _reconcile, token_times
+        from llmbench.serving._stream import merge_reads, reconcile_counts
 
         content = [(t, text, count) for t, text, count in chunks if text or count is None]
-        counts = _reconcile([1] * len(content), [count for _, _, count in content], total)
-        record.token_times = token_times([t for t, _, _ in content], counts)
-        record.output_tokens = total if total is not None else len(record.token_times)
+        counts = reconcile_counts([1] * len(content), [count for _, _, count in content], total)
+        times, tokens = merge_reads([t for t, _, _ in content], counts)
+        record.set_chunks(times, tokens)
+        record.output_tokens = total if total is not None else sum(tokens)
         record.text = "".join(text for _, text, _ in content)
-        if not record.token_times:
+        if not times:
             record.error, record.detail = "empty", "the stream ended without a token"
 
 

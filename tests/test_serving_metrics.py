@@ -1,0 +1,160 @@
+"""The batched (numpy) load-step metrics against the simple per-request reference implementations."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from llmbench.backends.base import Generation
+from llmbench.measurement.metrics import Summary, chunk_token_times, generation_metrics, many_generation_metrics
+from llmbench.serving import parse_openai_stream, token_times
+from llmbench.serving._metrics import SLO, request_metrics, step_metrics
+from llmbench.serving._records import RequestRecord
+from llmbench.serving._stream import expand_token_times
+
+
+def random_times(rng: random.Random, n: int, start: float) -> list[float]:
+    times, t = [], start
+    for _ in range(n):
+        t += rng.choice([0.0, rng.random() * 0.05])  # repeated stamps happen (one read, many tokens)
+        times.append(t)
+    return times
+
+
+def test_many_generation_metrics_equal_generation_metrics() -> None:
+    rng = random.Random(0)
+    starts, ends, chunk_times, chunk_tokens, per, reference = [], [], [], [], [], []
+    for _ in range(300):
+        chunks = rng.choice([0, 1, 2, rng.randint(3, 12)])
+        start = rng.random() * 100
+        times = random_times(rng, chunks, start + rng.random())
+        tokens = [rng.choice([1, 1, 2, rng.randint(1, 9)]) for _ in times]
+        end = (times[-1] if times else start) + rng.random() * 0.01
+        starts.append(start), ends.append(end), per.append(chunks)
+        chunk_times += times
+        chunk_tokens += tokens
+        stamps = chunk_token_times(times, tokens)
+        reference.append(generation_metrics(Generation("", [0] * len(stamps), 7, start, stamps, end, "length")))
+    many = many_generation_metrics(
+        np.array(starts), np.array(ends), np.array(chunk_times), np.array(chunk_tokens), np.array(per)
+    )
+
+    def same(a: float | None, b: float) -> bool:
+        return ((a is None or math.isnan(a)) and math.isnan(b)) or (a is not None and a == pytest.approx(b))
+
+    for index, metrics in enumerate(reference):
+        assert metrics.output_tokens == many.output_tokens[index]
+        assert same(metrics.ttft_s, many.ttft_s[index])
+        assert same(metrics.decode_s, many.decode_s[index])
+        assert same(metrics.decode_tok_s, many.decode_tok_s[index])
+        assert same(metrics.itl_s, many.itl_s[index])
+        assert same(metrics.e2e_s, many.e2e_s[index])
+        mine = many.gap_owner == index
+        expanded = np.repeat(many.gap_values[mine], many.gap_weights[mine])
+        assert sorted(expanded.tolist()) == pytest.approx(sorted(metrics.itl_gaps))
+    pooled = [gap for metrics in reference for gap in metrics.itl_gaps]
+    weighted = Summary.of_weighted(many.gap_values, many.gap_weights).as_dict()
+    assert weighted == pytest.approx(Summary.of(pooled).as_dict())
+
+
+def test_weighted_summary_equals_the_expanded_one() -> None:
+    rng = random.Random(5)
+    for size in (1, 2, 3, 10, 500):
+        values = np.array([rng.choice([0.0, rng.random()]) for _ in range(size)])
+        weights = np.array([rng.choice([0, 1, 2, rng.randint(1, 60)]) for _ in range(size)])
+        expanded = np.repeat(values, weights)
+        expected = Summary.of_array(expanded).as_dict()
+        assert Summary.of_weighted(values, weights).as_dict() == pytest.approx(expected, nan_ok=True)
+
+
+def test_expand_token_times_equals_token_times() -> None:
+    rng = random.Random(1)
+    chunk_times, chunk_tokens, previous, expected = [], [], [], []
+    for _ in range(200):
+        chunks = rng.randint(1, 6)
+        times = sorted(rng.random() * 10 for _ in range(chunks))
+        tokens = [rng.randint(1, 5) for _ in range(chunks)]
+        expected += token_times(times, tokens)
+        chunk_times += times
+        chunk_tokens += tokens
+        previous += times[:1] + times[:-1]
+    expanded = expand_token_times(np.array(chunk_times), np.array(chunk_tokens), np.array(previous))
+    assert expanded.tolist() == pytest.approx(expected)
+
+
+def test_summary_of_array_equals_summary_of() -> None:
+    rng = random.Random(2)
+    for size in (1, 2, 5, 100, 3000):
+        values = [rng.random() for _ in range(size)] + [math.nan]
+        assert Summary.of_array(np.array(values)).as_dict() == pytest.approx(Summary.of(values).as_dict())
+    assert Summary.of_array(np.array([])).count == 0
+
+
+def test_step_metrics_equal_per_request_reference() -> None:
+    rng = random.Random(3)
+    records = []
+    for index in range(400):
+        sent = 100 + index * 0.01 + rng.random() * 0.005
+        record = RequestRecord(index=index, scheduled=sent - rng.random() * 0.001, sent=sent)
+        chunks = rng.randint(1, 8)
+        times = sorted(sent + 0.02 + rng.random() * 0.5 for _ in range(chunks))
+        record.set_chunks(times, [rng.randint(1, 4) for _ in range(chunks)])
+        record.end = times[-1] + 0.001
+        if index % 37 == 0:
+            record.error = "http_500"
+        records.append(record)
+    window = (100.5, 103.2)
+    slo = SLO(ttft_s=0.3, itl_s=0.1, e2e_s=0.5)
+    result = step_metrics(records, window, slo)
+    ok = [r for r in records if r.ok]
+    measured = [(r, request_metrics(r)) for r in ok if window[0] <= r.sent < window[1]]
+    assert result["measured_requests"] == len(measured)
+    assert result["ttft_s"] == pytest.approx(Summary.of(m.ttft_s for _, m in measured).as_dict())
+    assert result["e2e_s"] == pytest.approx(Summary.of(m.e2e_s for _, m in measured).as_dict())
+    gaps = [g for _, m in measured for g in m.itl_gaps]
+    assert result["itl_s"] == pytest.approx(Summary.of(gaps).as_dict())
+    assert result["decode_tok_s"] == pytest.approx(Summary.of(m.decode_tok_s for _, m in measured).as_dict())
+    assert result["output_tokens"]["mean"] == pytest.approx(sum(m.output_tokens for _, m in measured) / len(measured))
+    in_window = [t for r in ok for t in r.token_times or [] if window[0] <= t <= window[1]]
+    assert result["output_tok_s"] == pytest.approx(len(in_window) / (window[1] - window[0]))
+    per_second = Counter(int(t - window[0]) for t in in_window)
+    assert result["output_tok_s_peak"] == max(per_second.get(i, 0) for i in range(int(window[1] - window[0])))
+    finished = sum(1 for r in ok if window[0] <= r.end <= window[1])
+    assert result["request_throughput"] == pytest.approx(finished / (window[1] - window[0]))
+    good = sum(1 for _, m in measured if slo.met_by(m))
+    assert result["goodput_fraction"] == pytest.approx(good / len(measured))
+    assert result["errors"] == {"http_500": sum(1 for r in records if not r.ok)}
+    assert result["analysis_s"] >= 0
+
+
+def stream(tokens: int, chat: bool) -> list[bytes]:
+    events = []
+    if chat:
+        events.append({"choices": [{"delta": {"role": "assistant"}}]})
+    for index in range(tokens):
+        events.append({"choices": [{"delta": {"content": f" t{index}"}} if chat else {"text": f" t{index}"}]})
+    events.append({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": tokens}})
+    return [b"data: " + json.dumps(e).encode() + b"\n\n" for e in events] + [b"data: [DONE]\n\n"]
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_counting_shortcut_equals_the_full_parser(chat: bool) -> None:
+    rng = random.Random(4)
+    for _ in range(200):
+        events = stream(rng.randint(1, 12), chat)
+        reads, t, index = [], 1.0, 0
+        while index < len(events):  # events grouped into reads at random (always whole events)
+            take = rng.randint(1, 4)
+            t += rng.random()
+            reads.append((t, b"".join(events[index : index + take])))
+            index += take
+        fast = parse_openai_stream(reads, need_text=False)
+        full = parse_openai_stream(reads, need_text=True)
+        assert fast.chunk_times == full.chunk_times and fast.chunk_tokens == full.chunk_tokens
+        assert fast.completion_tokens == full.completion_tokens and fast.prompt_tokens == full.prompt_tokens
+        assert fast.text == ""  # the shortcut was taken
