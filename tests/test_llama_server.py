@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from llama_server import fault_proxy, free_port, start_server
 from llmbench.backends.base import GenerationConfig
 from llmbench.models import ModelRef
 from llmbench.serving import LoadConfig, run_load
@@ -24,37 +21,6 @@ from llmbench.serving._targets import OpenAITarget
 from llmbench.store import Store
 
 pytestmark = pytest.mark.slow
-SERVER = Path(os.environ.get("LLMBENCH_LLAMA_SERVER", Path(sys.prefix) / "bin" / "llama-server"))
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(model: ModelRef, parallel: int = 4) -> tuple[subprocess.Popen[bytes], str]:
-    if not SERVER.exists():
-        pytest.fail(f"{SERVER} is missing: run make install (it builds llama.cpp's server)")
-    port = _free_port()
-    process = subprocess.Popen(
-        [str(SERVER), "-m", str(model.path), "--host", "127.0.0.1", "--port", str(port), "-c", str(1024 * parallel),
-         "-np", str(parallel), "-t", "2", "-fa", "off", "--no-cache-prompt", "--log-disable", "--no-slots"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    import urllib.request
-
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    pytest.fail("llama-server did not become healthy within 60 s")
 
 
 @pytest.fixture(scope="module")
@@ -175,3 +141,54 @@ def test_server_killed_mid_run_is_counted_and_stored(smollm2: ModelRef) -> None:
     assert step["ok"] + step["failed"] == step["sent"]
     assert set(step["errors"]) <= {"connect", "disconnect", "stall", "malformed", "empty", "client"}
     assert stored.error and "requests failed" in stored.error
+
+
+def test_injected_faults_in_front_of_the_real_server(server: str, smollm2: ModelRef) -> None:
+    """500, 429, a stalled stream, malformed SSE and a dropped connection, mixed into real streams."""
+    started = time.monotonic()
+    with fault_proxy(server) as proxy, Store() as store:
+        record = run_load(
+            LoadConfig(
+                target=proxy, tokenizer=str(smollm2.path), concurrency=[3], requests=18, duration_s=None,
+                prompt_tokens=16, max_tokens=24, stall_timeout_s=1.0, request_timeout_s=20,
+            ),
+            store=store,
+        )  # fmt: skip
+        stored = store.get(record.id)
+    assert time.monotonic() - started < 60
+    (step,) = stored.metrics["steps"]
+    assert step["sent"] == 18 and step["ok"] + step["failed"] == 18
+    assert step["errors"] == {"http_500": 3, "http_429": 3, "stall": 3, "malformed": 3, "disconnect": 3}
+    assert step["ok"] == 3 and step["output_tokens"]["mean"] == 24  # the healthy ones are measured in full
+    assert stored.error and "15 of 18 requests failed" in stored.error
+
+
+def test_slow_start_connection_refused_then_loading_then_served(smollm2: ModelRef) -> None:
+    """The load starts before the server: refused connections, then 503 while it loads, then tokens."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    holder: dict[str, object] = {}
+
+    def start_later() -> None:
+        time.sleep(1.0)
+        holder["process"], _ = start_server(smollm2, parallel=1, port=port, wait=False)
+
+    starter = threading.Thread(target=start_later)
+    starter.start()
+    try:
+        record = run_load(
+            LoadConfig(
+                target=url, tokenizer=str(smollm2.path), concurrency=[1], duration_s=6, prompt_tokens=16,
+                max_tokens=8, request_timeout_s=10,
+            )
+        )  # fmt: skip
+    finally:
+        starter.join()
+        process = holder.get("process")
+        if process is not None:
+            process.terminate()  # type: ignore[attr-defined]
+            process.wait(10)  # type: ignore[attr-defined]
+    (step,) = record.metrics["steps"]
+    assert step["ok"] > 0 and step["errors"].get("connect", 0) > 0, step["errors"]
+    assert step["ok"] + step["failed"] == step["sent"]
+    assert set(step["errors"]) <= {"connect", "http_503", "disconnect"}

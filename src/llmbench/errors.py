@@ -38,6 +38,10 @@ class InvalidOptionError(LLMBenchError):
     """A generation or load option has a value the backend cannot take."""
 
 
+class ServerError(LLMBenchError):
+    """A model server could not be reached, refused a request, or sent something unreadable."""
+
+
 def missing_extra(package: str, extra: str) -> BackendUnavailableError:
     """The error for an optional dependency that is not installed, with the install command."""
     return BackendUnavailableError(

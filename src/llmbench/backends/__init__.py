@@ -33,6 +33,7 @@ _BUILTIN = {
     "transformers": "llmbench.backends.transformers:TransformersBackend",
     "fake": "llmbench.backends.fake:FakeBackend",
     "vllm": "llmbench.backends.vllm:VLLMBackend",
+    "openai": "llmbench.backends.openai:OpenAIBackend",
 }
 _ALIASES = {"llama_cpp": "llama.cpp", "llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "hf": "transformers"}
 
@@ -84,4 +85,4 @@ def get_backend(name: str) -> type[Backend]:
 
 def default_backend_for(model_format: str) -> str:
     """The backend a model of this format runs on when none is named."""
-    return "llama.cpp" if model_format == "gguf" else "transformers"
+    return {"gguf": "llama.cpp", "server": "openai"}.get(model_format, "transformers")

@@ -80,8 +80,10 @@ def run_command(
 ) -> None:
     """Benchmark one model on one backend: load time, TTFT, tok/s, ITL, latency, peak memory.
 
-    MODEL is a .gguf file, a Hugging Face model folder, or a Hub id already in the local cache;
-    without it the bundled SmolLM2-135M-Instruct (Q4_1 GGUF) is used.
+    MODEL is a .gguf file, a Hugging Face model folder, a Hub id already in the local cache, or
+    the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI; -o model=NAME,
+    -o api_key_env=VAR, -o tokenizer=PATH); without it the bundled SmolLM2-135M-Instruct (Q4_1
+    GGUF) is used.
 
     \b
     Examples:
@@ -89,6 +91,7 @@ def run_command(
       llmbench run --backend transformers --dtype bfloat16 -r 3
       llmbench run ./SmolLM2-135M -p 512 -n 128 -o attn_implementation=sdpa
       llmbench run model.gguf -o n_gpu_layers=-1 --format json
+      llmbench run http://127.0.0.1:8080 -p 256 -n 64
     """
     from llmbench.cli._progress import run_progress
     from llmbench.cli._tables import print_run

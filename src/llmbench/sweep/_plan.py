@@ -122,7 +122,7 @@ def _default_backend(model: str | None) -> str:
     try:
         from llmbench.models import resolve_model
 
-        return default_backend_for(resolve_model(model).format)
+        return default_backend_for(resolve_model(model, allow_server=True).format)
     except LLMBenchError:
         return "transformers"
 
