@@ -67,14 +67,13 @@ def fault_proxy(upstream: str, schedule: tuple[str, ...] = FAULTS) -> Iterator[s
     """
     import asyncio
     import itertools
-    import threading
 
     import aiohttp
     from aiohttp import web
 
+    from sse_server import serve_app
+
     kinds = itertools.cycle(schedule)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
     state: dict[str, Any] = {}
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -111,34 +110,14 @@ def fault_proxy(upstream: str, schedule: tuple[str, ...] = FAULTS) -> Iterator[s
             pass  # the client went away first (it gave up on a stalled stream)
         return response
 
-    async def start() -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handle)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
+    async def upstream_session(app: web.Application) -> Any:
         # A connection per request: llama-server closes keep-alive connections after a stream.
         state["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-        state["runner"] = runner
-        state["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-
-    async def stop() -> None:
-        await state["runner"].cleanup()
+        yield
         await state["session"].close()
 
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(10)
-    try:
-        yield f"http://127.0.0.1:{state['port']}"
-    finally:
-        asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    app.cleanup_ctx.append(upstream_session)
+    with serve_app(app, shutdown_timeout=5.0) as url:
+        yield url

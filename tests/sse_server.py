@@ -99,8 +99,8 @@ async def _replay(request: Any) -> Any:
 
 
 @contextmanager
-def sse_server() -> Iterator[str]:
-    """Serve on 127.0.0.1 (a free port) in a background thread; yield the base URL."""
+def serve_app(app: Any, shutdown_timeout: float = 1.0) -> Iterator[str]:
+    """Serve an aiohttp application on 127.0.0.1 (a free port) in a background thread; yield its URL."""
     from aiohttp import web
 
     loop = asyncio.new_event_loop()
@@ -108,13 +108,7 @@ def sse_server() -> Iterator[str]:
     state: dict[str, Any] = {}
 
     async def start() -> None:
-        app = web.Application()
-        app.router.add_post("/{mode}/v1/completions", _handle)
-        app.router.add_post("/{mode}/v1/chat/completions", _handle)
-        app.router.add_post("/recorded/{name}/generate_stream", _replay)
-        app.router.add_post("/recorded/{name}", _replay)
-        app.router.add_post("/gemini/{version}/models/{model}", _replay)
-        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=shutdown_timeout)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -136,3 +130,18 @@ def sse_server() -> Iterator[str]:
         asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+@contextmanager
+def sse_server() -> Iterator[str]:
+    """The misbehaving server and the recorded-response replays, on 127.0.0.1; yield the base URL."""
+    from aiohttp import web
+
+    app = web.Application()
+    app.router.add_post("/{mode}/v1/completions", _handle)
+    app.router.add_post("/{mode}/v1/chat/completions", _handle)
+    app.router.add_post("/recorded/{name}/generate_stream", _replay)
+    app.router.add_post("/recorded/{name}", _replay)
+    app.router.add_post("/gemini/{version}/models/{model}", _replay)
+    with serve_app(app) as url:
+        yield url
