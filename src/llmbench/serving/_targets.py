@@ -115,6 +115,7 @@ class OpenAITarget:
         self.payloads: dict[bytes, Any] = {}
         self.payload_type = aiohttp.BytesPayload
         self.stale = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+        self.aiohttp = aiohttp  # imported once, not at every request
         self.watchdog = asyncio.create_task(self._watch_stalls())
 
     async def _watch_stalls(self) -> None:
@@ -138,8 +139,7 @@ class OpenAITarget:
 
     async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
         """Send one request and stamp every read of its stream; parse it once it has ended."""
-        import aiohttp
-
+        aiohttp = self.aiohttp
         record.protocol = self.protocol
         task = asyncio.current_task()
         if task is not None:
