@@ -188,3 +188,30 @@ def test_in_process_model_is_served_with_queueing() -> None:
     step = load("", concurrency=[2], requests=4, duration_s=None, backend="fake", prompt_tokens=8)
     assert step["ok"] == 4
     assert step["queue_s"]["max"] >= 0 and not math.isnan(step["ttft_s"]["p50"])
+
+
+def test_responses_are_parsed_as_they_end_and_their_bytes_dropped(server: str) -> None:
+    """Memory stays flat over a long step: a finished request keeps packed chunks, not its reads."""
+    import asyncio
+
+    from llmbench.serving._loops import StepPlan, closed_loop
+    from llmbench.serving._records import RequestSpec
+    from llmbench.serving._targets import OpenAITarget
+
+    target = OpenAITarget(f"{server}/packed", pool_size=2)
+    spec = RequestSpec("hi", None, None, TOKENS, target.body("hi", None, TOKENS))
+
+    async def go() -> list[RequestRecord]:
+        await target.start()
+        try:
+            return (await closed_loop(target, [spec], 2, StepPlan(None, 6))).records
+        finally:
+            await target.close()
+
+    records = asyncio.run(go())
+    assert len(records) == 6
+    for record in records:
+        assert record.ok and record.reads is None and record.packed_times is not None
+        tokens = record.chunk_tokens or []
+        assert sum(tokens) == TOKENS and all(t % 4 == 0 for t in tokens)  # writes of four tokens each
+        assert len(record.token_times or []) == TOKENS
