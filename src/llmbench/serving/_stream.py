@@ -17,10 +17,11 @@ the arrival times of the reads that carried tokens into one timestamp per token:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import orjson  # several times faster than json on the small objects of a stream
 
 if TYPE_CHECKING:
     import numpy as np
@@ -139,11 +140,8 @@ def _count_only(reads: Sequence[tuple[float, bytes]]) -> ParsedStream | None:
     if done:
         data = _data_bytes(parts[-3])
     try:
-        text = data.decode("utf-8")
-        usage_event, end = _DECODER.raw_decode(text)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if end != len(text):
+        usage_event = orjson.loads(data)
+    except orjson.JSONDecodeError:
         return None
     usage = usage_event.get("usage") if isinstance(usage_event, dict) else None
     if not usage or usage_event.get("choices") or not isinstance(usage.get("completion_tokens"), int):
@@ -167,8 +165,8 @@ def _count_only(reads: Sequence[tuple[float, bytes]]) -> ParsedStream | None:
     _drop_last_event(counts)
     if sum(counts) == total + 1:  # a chat stream's role-only first chunk, or an empty first text
         try:
-            first = json.loads(_data_bytes(reads[0][1].split(b"\n\n", 1)[0]).decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            first = orjson.loads(_data_bytes(reads[0][1].split(b"\n\n", 1)[0]))
+        except orjson.JSONDecodeError:
             return None
         if _has_text(first) or not isinstance(first, dict) or "error" in first:
             return None
@@ -182,9 +180,6 @@ def _count_only(reads: Sequence[tuple[float, bytes]]) -> ParsedStream | None:
         completion_tokens=total,
         timings=usage_event.get("timings"),
     )
-
-
-_DECODER = json.JSONDecoder()
 
 
 def _data_bytes(event: bytes) -> bytes:
@@ -245,8 +240,8 @@ def parse_openai_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = 
         if event.data.strip() == "[DONE]":
             break
         try:
-            payload = json.loads(event.data)
-        except json.JSONDecodeError as exc:
+            payload = orjson.loads(event.data)
+        except orjson.JSONDecodeError as exc:
             raise MalformedStream(f"an event is not JSON ({exc.msg}): {event.data[:80]!r}") from None
         if not isinstance(payload, dict):
             raise MalformedStream(f"an event is not a JSON object: {event.data[:80]!r}")
@@ -392,7 +387,7 @@ def parse_gemini_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = 
 
 
 def finish_record(record: RequestRecord, need_text: bool = False) -> None:
-    """Parse an HTTP record's reads into token chunks, usage and (if asked) text, after the step."""
+    """Parse an HTTP record's reads into token chunks, usage and (if asked) text; free the bytes."""
     if record.packed_times is not None:
         return
     reads, record.reads = record.reads or [], None  # parsed: the bytes are freed
@@ -418,8 +413,8 @@ def finish_record(record: RequestRecord, need_text: bool = False) -> None:
 
 def _json_object(data: str) -> dict[str, Any]:
     try:
-        payload = json.loads(data)
-    except json.JSONDecodeError as exc:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
         raise MalformedStream(f"an event is not JSON ({exc.msg}): {data[:80]!r}") from None
     if not isinstance(payload, dict):
         raise MalformedStream(f"an event is not a JSON object: {data[:80]!r}")
