@@ -88,3 +88,11 @@ def test_unknown_option_is_refused(server: str) -> None:
 def test_commands_that_read_model_files_refuse_a_url() -> None:
     code, _, err = run_cli("inspect", "http://127.0.0.1:1")
     one_line_error(code, err, "is a model server", "llmbench run URL")
+
+
+def test_generate_tokens_reports_each_token_as_it_arrives(backend: OpenAIBackend) -> None:
+    seen: list[int] = []
+    finish = backend.generate_tokens(
+        backend.tokenize("Hello"), GenerationConfig(max_new_tokens=8, force_new_tokens=True), seen.append
+    )
+    assert seen == [UNKNOWN_TOKEN_ID] * 8 and finish == "length"

@@ -266,13 +266,14 @@ class OpenAIBackend(Backend):
         self, prompt_ids: Sequence[int], config: GenerationConfig, on_token: Callable[[int], None]
     ) -> FinishReason:
         """Calls ``on_token(-1)`` for each token as its event arrives (the stream has no ids)."""
-        finish: list[FinishReason] = ["length"]
-        for count, reason in self._token_events("/v1/completions", self._body(config) | {"prompt": list(prompt_ids)}):
-            for _ in range(count):
-                on_token(UNKNOWN_TOKEN_ID)
-            if reason is not None:
-                finish[0] = "stop" if reason == "stop" else "length"
-        return finish[0]
+        finish: FinishReason = "length"
+        for payload in self._payloads("/v1/completions", self._body(config) | {"prompt": list(prompt_ids)}):
+            for choice in payload.get("choices") or []:
+                if _choice_text(choice):
+                    on_token(UNKNOWN_TOKEN_ID)
+                if choice.get("finish_reason"):
+                    finish = "stop" if choice["finish_reason"] == "stop" else "length"
+        return finish
 
     def stream(self, prompt: str | Sequence[int], config: GenerationConfig | None = None) -> Iterator[str]:
         """The text as the server sends it."""
@@ -284,15 +285,9 @@ class OpenAIBackend(Backend):
     def _texts(self, path: str, body: dict[str, Any]) -> Iterator[str]:
         for payload in self._payloads(path, body):
             for choice in payload.get("choices") or []:
-                text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+                text = _choice_text(choice)
                 if text:
-                    yield str(text)
-
-    def _token_events(self, path: str, body: dict[str, Any]) -> Iterator[tuple[int, str | None]]:
-        for payload in self._payloads(path, body):
-            for choice in payload.get("choices") or []:
-                text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
-                yield (1 if text else 0), choice.get("finish_reason")
+                    yield text
 
     def _payloads(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Events of the stream, parsed as they arrive (for display: measurement parses after)."""
@@ -317,3 +312,9 @@ class OpenAIBackend(Backend):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _choice_text(choice: Mapping[str, Any]) -> str:
+    """The text of a completions choice (``text``) or a chat one (``delta.content``)."""
+    text = choice.get("text") if "text" in choice else (choice.get("delta") or {}).get("content")
+    return str(text) if text else ""
