@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 
 from llmbench.backends.base import Generation
-from llmbench.measurement.metrics import Summary, chunk_token_times, generation_metrics, many_generation_metrics
+from llmbench.measurement.metrics import (
+    Summary,
+    chunk_token_times,
+    expand_token_times,
+    generation_metrics,
+    many_generation_metrics,
+)
 from llmbench.serving import parse_openai_stream, token_times
 from llmbench.serving._metrics import SLO, request_metrics, step_metrics
 from llmbench.serving._records import RequestRecord
-from llmbench.serving._stream import expand_token_times
 
 
 def random_times(rng: random.Random, n: int, start: float) -> list[float]:

@@ -88,27 +88,37 @@ class OpenAIBackend(Backend):
 
     # -- HTTP ------------------------------------------------------------------------------------
 
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None, stream: bool) -> Any:
+        """One request; sent again (up to 3 times) when it met a keep-alive connection the server had closed."""
+        import httpx
+
+        request = self.client.build_request(method, self.root + path, json=body)
+        for _ in range(_STALE_RETRIES):
+            try:
+                return self.client.send(request, stream=stream)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                continue
+        return self.client.send(request, stream=stream)
+
+    def _check_status(self, response: Any, method: str, path: str) -> None:
+        if response.status_code != 200:
+            detail = response.read().decode("utf-8", "replace").strip()[:300]
+            raise ServerError(
+                f"{method} {path} returned HTTP {response.status_code}: {detail}",
+                "check the model name (-o model=...) and the server's log",
+            )
+
     def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
         import httpx
 
         try:
-            for attempt in range(_STALE_RETRIES + 1):
-                try:
-                    response = self.client.request(method, self.root + path, json=body)
-                    break
-                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-                    if attempt == _STALE_RETRIES:  # else: a keep-alive connection the server had closed
-                        raise
+            response = self._send(method, path, body, stream=False)
         except httpx.HTTPError as exc:
             raise ServerError(
                 f"cannot reach {self.root} ({type(exc).__name__}: {exc})",
                 "start the server, or check the URL: llmbench run http://HOST:PORT",
             ) from None
-        if response.status_code != 200:
-            raise ServerError(
-                f"{method} {path} returned HTTP {response.status_code}: {response.text.strip()[:300]}",
-                "check the model name (-o model=...) and the server's log",
-            )
+        self._check_status(response, method, path)
         return response.json()
 
     def _served_model(self) -> str:
@@ -125,21 +135,9 @@ class OpenAIBackend(Backend):
         import httpx
 
         try:
-            request = self.client.build_request("POST", self.root + path, json=body)
-            for attempt in range(_STALE_RETRIES + 1):
-                try:
-                    response = self.client.send(request, stream=True)
-                    break
-                except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
-                    if attempt == _STALE_RETRIES:  # else: a keep-alive connection the server had closed
-                        raise
+            response = self._send("POST", path, body, stream=True)
             try:
-                if response.status_code != 200:
-                    detail = response.read().decode("utf-8", "replace").strip()[:300]
-                    raise ServerError(
-                        f"POST {path} returned HTTP {response.status_code}: {detail}",
-                        "check the model name (-o model=...) and the server's log",
-                    )
+                self._check_status(response, "POST", path)
                 yield response.iter_raw()
             finally:
                 response.close()

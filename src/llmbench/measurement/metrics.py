@@ -237,6 +237,26 @@ def chunk_token_times(chunk_times: Sequence[float], chunk_tokens: Sequence[int])
     return times
 
 
+def expand_token_times(
+    chunk_times: np.ndarray[Any, Any], chunk_tokens: np.ndarray[Any, Any], previous: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """:func:`chunk_token_times` of many chunks at once: each chunk of ``k`` tokens shares the gap since
+    its ``previous`` arrival (``previous == chunk_times`` for a request's first chunk: all its
+    tokens at its arrival). Load steps expand only the chunks that straddle a window edge or a
+    second boundary; everything else is counted per chunk.
+    """
+    import numpy as np
+
+    times = np.asarray(chunk_times, dtype=np.float64)
+    tokens = np.asarray(chunk_tokens, dtype=np.int64)
+    before = np.asarray(previous, dtype=np.float64)
+    owner = np.repeat(np.arange(times.size), tokens)
+    offsets = np.cumsum(tokens) - tokens
+    position = np.arange(owner.size) - offsets[owner] + 1  # 1 .. k within its chunk
+    result: np.ndarray[Any, Any] = before[owner] + (times - before)[owner] * position / tokens[owner]
+    return result
+
+
 @dataclass(frozen=True)
 class ManyGenerations:
     """:func:`generation_metrics` of many chunked generations at once, as numpy arrays.

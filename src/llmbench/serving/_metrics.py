@@ -24,11 +24,12 @@ from llmbench.measurement.metrics import (
     GenerationMetrics,
     ManyGenerations,
     Summary,
+    expand_token_times,
     generation_metrics,
     many_generation_metrics,
 )
 from llmbench.serving._records import RequestRecord
-from llmbench.serving._stream import expand_token_times, finish_record
+from llmbench.serving._stream import finish_record
 
 if TYPE_CHECKING:
     import numpy as np

@@ -3,8 +3,8 @@
 While a response streams, the client only appends ``(arrival time, bytes)`` for each read: no
 JSON parsing, no tokenization. When the response has ended, :func:`parse_openai_stream` splits the
 bytes into server-sent events, reads each event's text delta, token count and usage, and
-:func:`token_times` (:func:`expand_token_times` for a whole load step at once, in numpy) turns
-the arrival times of the reads that carried tokens into one timestamp per token:
+:func:`llmbench.measurement.metrics.chunk_token_times` turns the arrival times of the reads that
+carried tokens into one timestamp per token:
 
 * one event per token (the usual case) gives the event's arrival time to its token;
 * a read that holds several events, or an event that carries several tokens, shares the gap since
@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any
 import orjson  # several times faster than json on the small objects of a stream
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from llmbench.serving._records import RequestRecord
 
 
@@ -296,26 +294,6 @@ def reconcile_counts(per_chunk: list[int], cumulative: list[int | None], total: 
     if scaled[-1] < 0:
         return per_chunk
     return scaled
-
-
-def expand_token_times(
-    chunk_times: np.ndarray[Any, Any], chunk_tokens: np.ndarray[Any, Any], previous: np.ndarray[Any, Any]
-) -> np.ndarray[Any, Any]:
-    """:func:`token_times` of many chunks at once: each chunk of ``k`` tokens shares the gap since
-    its ``previous`` arrival (``previous == chunk_times`` for a request's first chunk: all its
-    tokens at its arrival). Load steps expand only the chunks that straddle a window edge or a
-    second boundary; everything else is counted per chunk.
-    """
-    import numpy as np
-
-    times = np.asarray(chunk_times, dtype=np.float64)
-    tokens = np.asarray(chunk_tokens, dtype=np.int64)
-    before = np.asarray(previous, dtype=np.float64)
-    owner = np.repeat(np.arange(times.size), tokens)
-    offsets = np.cumsum(tokens) - tokens
-    position = np.arange(owner.size) - offsets[owner] + 1  # 1 .. k within its chunk
-    result: np.ndarray[Any, Any] = before[owner] + (times - before)[owner] * position / tokens[owner]
-    return result
 
 
 def parse_tgi_stream(reads: Sequence[tuple[float, bytes]], need_text: bool = True) -> ParsedStream:

@@ -1,10 +1,11 @@
 """What a load test sends requests to: an OpenAI-compatible server, or a model in this process.
 
 Both take a prepared :class:`RequestSpec` and fill a :class:`RequestRecord`; neither parses,
-tokenizes or allocates per token on the hot path. The HTTP target keeps one aiohttp session with a
-keep-alive HTTP/1.1 pool as large as the concurrency, reads the body with ``iter_any`` (no line
-buffer whose limit could stall a long stream) and enforces a per-read stall timeout and a total
-deadline through aiohttp's own timers.
+tokenizes or allocates per token while a response streams. The HTTP target keeps one aiohttp
+session with a keep-alive HTTP/1.1 pool as large as the concurrency, reads the body with
+``iter_any`` (no line buffer whose limit could stall a long stream), stamps each read, and parses
+the response once it has ended. A total deadline is aiohttp's timer; stalled streams are found by
+one watchdog task, not a timer per read.
 """
 
 from __future__ import annotations
