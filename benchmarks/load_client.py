@@ -10,6 +10,8 @@ each and alternating the order:
   timestamped, parsed after the step into one timestamp per token, TTFT / ITL / e2e percentiles,
   usage reconciled); its rate counts the step's analysis time with the window;
 * ``aiohttp``: a bare asyncio + aiohttp loop written below that only counts chunks (the ceiling);
+* ``aiohttp_same_session``: that loop on llmbench's session settings (no cookie jar, no timer per
+  request, one reusable payload, ``readany``): what llmbench's bookkeeping alone costs;
 * ``httpx``: the same bare loop on httpx's AsyncClient (why llmbench's client uses aiohttp);
 * ``guidellm``: GuideLLM 0.8.1 (vllm-project) from a side environment, concurrent profile, when
   installed in ``.bench-envs/guidellm`` (see README there) with a local tokenizer folder.
@@ -17,7 +19,9 @@ each and alternating the order:
 Printed per concurrency: the best requests/s of each; ``ratio_llmbench_over_aiohttp``, the median
 over rounds of llmbench / aiohttp measured back to back (target >= 0.9: this host is shared and
 noisy, and a paired median is what survives its drifts), every round's ratio, the best-over-best
-ratio, and llmbench / guidellm (target >= 4).
+ratio, the same paired median against ``aiohttp_same_session`` (the bookkeeping's own cost, since
+part of what llmbench gains on the plain loop is its session settings), and llmbench / guidellm
+(target >= 4).
 
 Run: ``.venv/bin/python benchmarks/load_client.py [--seconds 8] [--concurrency 1,16,64]``
 """
@@ -37,6 +41,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 TOKENS = 64
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,21 +131,43 @@ http {{
 BODY = json.dumps({"model": "canned", "prompt": "hello", "max_tokens": TOKENS, "stream": True}).encode()
 
 
-async def bare_aiohttp(url: str, concurrency: int, seconds: float) -> float:
+async def bare_aiohttp(
+    url: str, concurrency: int, seconds: float, requests: int | None = None, same_session: bool = False
+) -> float:
+    """Requests/s of a bare aiohttp loop that counts reads, for ``seconds`` or ``requests`` requests.
+
+    ``same_session``: on llmbench's session settings and reads (no cookie jar, no timer per request,
+    one reusable payload, ``readany``) and none of its bookkeeping; otherwise aiohttp's defaults.
+    """
     import aiohttp
 
-    done = 0
+    done = issued = 0
     stop = time.perf_counter() + seconds
+    limit = requests if requests is not None else 1 << 62
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    settings: dict[str, Any] = {}
+    data: Any = BODY
+    if same_session:
+        settings = {
+            "timeout": aiohttp.ClientTimeout(total=None, sock_connect=10),
+            "cookie_jar": aiohttp.DummyCookieJar(),
+        }
+        data = aiohttp.BytesPayload(BODY, content_type="application/json")
+    async with aiohttp.ClientSession(connector=connector, **settings) as session:
 
         async def worker() -> None:
-            nonlocal done
-            while time.perf_counter() < stop:
-                async with session.post(url + "/v1/completions", data=BODY) as response:
+            nonlocal done, issued
+            while time.perf_counter() < stop and issued < limit:
+                issued += 1
+                async with session.post(url + "/v1/completions", data=data) as response:
                     chunks = 0
-                    async for _ in response.content.iter_any():
-                        chunks += 1
+                    if same_session:
+                        read = response.content.readany
+                        while await read():
+                            chunks += 1
+                    else:
+                        async for _ in response.content.iter_any():
+                            chunks += 1
                 done += 1
 
         started = time.perf_counter()
@@ -259,17 +286,24 @@ def main() -> None:
         results = []
         try:
             for concurrency in levels:
-                rates: dict[str, list[float]] = {"llmbench": [], "llmbench_window_only": [], "aiohttp": []}
+                rates: dict[str, list[float]] = {
+                    "llmbench": [], "llmbench_window_only": [], "aiohttp": [], "aiohttp_same_session": []
+                }  # fmt: skip
+                order = ("llmbench", "aiohttp", "aiohttp_same_session")
                 for round_index in range(args.rounds):
-                    # llmbench and the bare loop back to back, the order alternating: each round's
-                    # ratio compares two runs seconds apart, which the host's drifts barely touch.
-                    for name in ("llmbench", "aiohttp") if round_index % 2 == 0 else ("aiohttp", "llmbench"):
+                    # llmbench and the bare loops back to back, the order alternating: each round's
+                    # ratios compare runs seconds apart, which the host's drifts barely touch.
+                    for name in order if round_index % 2 == 0 else order[::-1]:
                         if name == "llmbench":
                             full, window = llmbench_rate(url, concurrency, args.seconds)
                             rates["llmbench"].append(full)
                             rates["llmbench_window_only"].append(window)
-                        else:
+                        elif name == "aiohttp":
                             rates["aiohttp"].append(asyncio.run(bare_aiohttp(url, concurrency, args.seconds)))
+                        else:
+                            rates[name].append(
+                                asyncio.run(bare_aiohttp(url, concurrency, args.seconds, same_session=True))
+                            )
                 httpx_rate = asyncio.run(bare_httpx(url, concurrency, args.seconds))
                 guide = (
                     float("nan")
@@ -277,6 +311,7 @@ def main() -> None:
                     else guidellm_rate(url, concurrency, args.seconds, folder, tokenizer)
                 )
                 paired = sorted(a / b for a, b in zip(rates["llmbench"], rates["aiohttp"], strict=True))
+                same = sorted(a / b for a, b in zip(rates["llmbench"], rates["aiohttp_same_session"], strict=True))
                 best = {name: max(values) for name, values in rates.items()}
                 row = {
                     "concurrency": concurrency,
@@ -286,6 +321,8 @@ def main() -> None:
                     "ratio_llmbench_over_aiohttp": round(statistics.median(paired), 3),
                     "ratio_llmbench_over_aiohttp_rounds": [round(r, 3) for r in paired],
                     "ratio_best_over_best": round(best["llmbench"] / best["aiohttp"], 3),
+                    "ratio_llmbench_over_aiohttp_same_session": round(statistics.median(same), 3),
+                    "ratio_llmbench_over_aiohttp_same_session_rounds": [round(r, 3) for r in same],
                     "ratio_llmbench_over_guidellm": round(best["llmbench"] / guide, 2) if guide == guide else None,
                     "ratio_httpx_over_aiohttp": round(httpx_rate / best["aiohttp"], 3),
                 }

@@ -95,23 +95,30 @@ def test_in_process_and_served_greedy_text_match(server: str, smollm2: ModelRef)
 
 
 def test_throughput_rises_with_concurrency(server: str, smollm2: ModelRef) -> None:
+    """Steps at 1, 2, 4, 4, 2, 1: each level's two steps straddle the middle of the run, so a drift of
+    this shared host's speed weighs on every level alike, and each level is the mean of its two.
+    (On 2 CPU cores llama-server's batched decode of 64 tokens gains ~1.4x at 4 slots over 1; one step of each,
+    in rising order, once came out the wrong way in 8 runs.)"""
     record = run_load(
         LoadConfig(
             target=server,
             tokenizer=str(smollm2.path),
-            concurrency=[1, 2, 4],
+            concurrency=[1, 2, 4, 4, 2, 1],
             requests=8,
             duration_s=None,
-            prompt_tokens=32,
-            max_tokens=32,
+            prompt_tokens=8,
+            max_tokens=64,
         )
     )
     steps = record.metrics["steps"]
     for step in steps:
         assert step["sent"] == step["ok"] == 8 and step["failed"] == 0, (step["errors"], record.error)
-    rates = [step["output_tok_s"] for step in steps]
-    print("output tok/s at concurrency 1, 2, 4:", [round(r, 1) for r in rates])
-    assert rates[2] > rates[0]
+    by_level: dict[int, list[float]] = {}
+    for step in steps:
+        by_level.setdefault(step["concurrency"], []).append(step["output_tok_s"])
+    rates = {level: sum(values) / len(values) for level, values in by_level.items()}
+    print("output tok/s at concurrency 1, 2, 4:", [round(rates[level], 1) for level in (1, 2, 4)])
+    assert rates[4] > rates[1]
 
 
 def test_server_killed_mid_run_is_counted_and_stored(smollm2: ModelRef) -> None:

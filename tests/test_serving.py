@@ -147,6 +147,14 @@ def test_a_stalled_stream_ends_at_the_stall_timeout(server: str) -> None:
     assert time.monotonic() - started < 10
 
 
+def test_a_request_past_its_deadline_is_a_timeout(server: str) -> None:
+    """Headers come after 1.5 s: with a 0.5 s deadline every request ends as ``timeout``, on time."""
+    started = time.monotonic()
+    step = load(f"{server}/slow", concurrency=[2], requests=4, duration_s=None, request_timeout_s=0.5)
+    assert step["errors"] == {"timeout": 4}
+    assert time.monotonic() - started < 2.5  # two rounds ended at their deadline (3 s at the headers)
+
+
 def test_slow_start_is_latency_not_failure(server: str) -> None:
     step = load(f"{server}/slow", concurrency=[1], requests=2, duration_s=None)
     assert step["ok"] == 2 and step["ttft_s"]["min"] >= 1.4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
@@ -163,3 +164,38 @@ def test_counting_shortcut_equals_the_full_parser(chat: bool) -> None:
         assert fast.chunk_times == full.chunk_times and fast.chunk_tokens == full.chunk_tokens
         assert fast.completion_tokens == full.completion_tokens and fast.prompt_tokens == full.prompt_tokens
         assert fast.text == ""  # the shortcut was taken
+
+
+def irregular(events: list[bytes], rng: random.Random) -> list[bytes]:
+    """The same stream with what servers do now and then: CRLF endings, comments, multi-line data."""
+    kind = rng.choice(["crlf", "comment", "multiline", "none"])
+    if kind == "crlf":
+        return [e.replace(b"\n", b"\r\n") for e in events]
+    if kind == "comment":
+        at = rng.randrange(len(events))
+        return [*events[:at], b": keep-alive\n\n", *events[at:]]
+    if kind == "multiline":
+        at = rng.randrange(len(events) - 2)  # a content event's JSON split over two data lines
+        head, _, rest = events[at].partition(b", ")
+        if rest:
+            events = [*events[:at], head + b",\ndata: " + rest, *events[at + 1 :]]
+    return events
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_counting_shortcut_equals_the_full_parser_on_any_split(chat: bool) -> None:
+    """Reads cut anywhere (inside an event, between the two line feeds of a separator) and
+    irregular streams: the shortcut either gives the full parser's chunks or leaves them to it."""
+    rng = random.Random(7)
+    taken = 0
+    for _ in range(400):
+        data = b"".join(irregular(stream(rng.randint(1, 12), chat), rng))
+        cuts = sorted(rng.sample(range(1, len(data)), rng.randint(0, min(6, len(data) - 1))))
+        bounds = [0, *cuts, len(data)]
+        reads = [(1.0 + i, data[a:b]) for i, (a, b) in enumerate(itertools.pairwise(bounds))]
+        fast = parse_openai_stream(reads, need_text=False)
+        full = parse_openai_stream(reads, need_text=True)
+        assert (fast.chunk_times, fast.chunk_tokens) == (full.chunk_times, full.chunk_tokens), reads
+        assert fast.completion_tokens == full.completion_tokens
+        taken += fast.text == ""
+    assert 50 < taken < 400  # both paths ran

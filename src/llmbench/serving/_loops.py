@@ -60,7 +60,7 @@ async def closed_loop(
             index = next(counter)
             if limit is not None and index >= limit:
                 return
-            record = RequestRecord(index=index, scheduled=now)
+            record = RequestRecord(index, now)
             records.append(record)
             await target.send(specs[index % len(specs)], record)
             if progress:
@@ -102,7 +102,7 @@ async def open_loop(
         delay = when - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        record = RequestRecord(index=index, scheduled=when)
+        record = RequestRecord(index, when)
         records.append(record)
         tasks.append(asyncio.create_task(one(specs[index % len(specs)], record)))
     issued_until = min(time.perf_counter(), started + total_s)

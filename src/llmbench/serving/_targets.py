@@ -2,10 +2,11 @@
 
 Both take a prepared :class:`RequestSpec` and fill a :class:`RequestRecord`; neither parses,
 tokenizes or allocates per token while a response streams. The HTTP target keeps one aiohttp
-session with a keep-alive HTTP/1.1 pool as large as the concurrency, reads the body with
-``iter_any`` (no line buffer whose limit could stall a long stream), stamps each read, and parses
-the response once it has ended. A total deadline is aiohttp's timer; stalled streams are found by
-one watchdog task, not a timer per read.
+session with a keep-alive HTTP/1.1 pool as large as the concurrency, reads whatever has arrived
+(``readany``: no line buffer whose limit could stall a long stream), stamps each read, and parses
+the response once it has ended. Deadlines (the whole request, a silent stream) are kept by one
+watchdog task, not by timers per request or per read; the session keeps no cookies (requests of
+a load test are independent, and the jar's per-request filtering costs as much as the bookkeeping).
 """
 
 from __future__ import annotations
@@ -107,30 +108,38 @@ class OpenAITarget:
         import aiohttp
 
         connector = aiohttp.TCPConnector(limit=self.pool_size)
-        # No per-read timer (sock_read): at thousands of reads a second its cost shows; one watchdog
-        # task finds stalled streams instead.
-        timeout = aiohttp.ClientTimeout(total=self.request_timeout_s, sock_connect=self.connect_timeout_s)
-        self.session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self.headers)
+        # No timer per request (total) or per read (sock_read): at thousands of requests a second
+        # their cost shows; one watchdog task ends late and stalled requests instead.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s)
+        self.session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, headers=self.headers, cookie_jar=aiohttp.DummyCookieJar()
+        )
         self.in_flight: dict[int, tuple[RequestRecord, asyncio.Task[Any]]] = {}
         # One reusable JSON payload per prepared body: no per-request header merging or wrapping.
         self.payloads: dict[bytes, Any] = {}
         self.payload_type = aiohttp.BytesPayload
         self.stale = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
         self.aiohttp = aiohttp  # imported once, not at every request
-        self.watchdog = asyncio.create_task(self._watch_stalls())
+        self.watchdog = asyncio.create_task(self._watch_deadlines())
 
-    async def _watch_stalls(self) -> None:
-        """Cancel a request whose stream has been silent for ``stall_timeout_s`` (checked 4 times per period)."""
-        period = max(0.05, min(1.0, self.stall_timeout_s / 4))
+    async def _watch_deadlines(self) -> None:
+        """Cancel a request past ``request_timeout_s`` since it was sent (``timeout``), or whose
+        stream has been silent for ``stall_timeout_s`` (``stall``); checked 4 times per period."""
+        period = max(0.05, min(1.0, self.stall_timeout_s / 4, self.request_timeout_s / 4))
         while True:
             await asyncio.sleep(period)
             now = time.perf_counter()
             for record, task in list(self.in_flight.values()):
+                if record.error is not None:
+                    continue
                 last = record.reads[-1][0] if record.reads else record.sent
-                if now - last >= self.stall_timeout_s and record.error is None:
-                    record.error = "stall"
-                    record.detail = f"no data for {self.stall_timeout_s:g} s"
-                    task.cancel()
+                if now - record.sent >= self.request_timeout_s:
+                    record.error, record.detail = "timeout", f"over {self.request_timeout_s:g} s"
+                elif now - last >= self.stall_timeout_s:
+                    record.error, record.detail = "stall", f"no data for {self.stall_timeout_s:g} s"
+                else:
+                    continue
+                task.cancel()
 
     async def close(self) -> None:
         if self.session is not None:
@@ -154,8 +163,9 @@ class OpenAITarget:
         append = reads.append
         post = self.session.post
         record.sent = clock()
+        attempt = 0
         try:
-            for attempt in range(_STALE_RETRIES + 1):
+            while True:
                 try:
                     async with post(self.url, data=payload) as response:
                         record.status = response.status
@@ -164,7 +174,8 @@ class OpenAITarget:
                             record.error = f"http_{response.status}"
                             record.detail = detail.decode("utf-8", "replace").strip()[:500]
                             break
-                        async for chunk in response.content.iter_any():
+                        read = response.content.readany  # iter_any without its iterator and StopAsyncIteration
+                        while chunk := await read():
                             append((clock(), chunk))
                     break
                 except self.stale:
@@ -173,6 +184,7 @@ class OpenAITarget:
                     # dead connection has left the pool, though the next one may be dead too.
                     if attempt == _STALE_RETRIES or record.reads or record.status is not None:
                         raise
+                    attempt += 1
         except aiohttp.ClientConnectorError as exc:
             record.error, record.detail = "connect", str(exc)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
@@ -182,7 +194,7 @@ class OpenAITarget:
         except aiohttp.ClientError as exc:
             record.error, record.detail = "client", f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
-            if record.error == "stall" and task is not None and task.uncancel() == 0:
+            if record.error in ("stall", "timeout") and task is not None and task.uncancel() == 0:
                 return  # our watchdog's cancellation: the request failed, the worker goes on
             record.error, record.detail = "cancelled", "still running at the drain deadline"
             raise
