@@ -13,8 +13,9 @@ each and alternating the order:
 * ``aiohttp_same_session``: that loop on llmbench's session settings (no cookie jar, no timer per
   request, one reusable payload, ``readany``): what llmbench's bookkeeping alone costs;
 * ``httpx``: the same bare loop on httpx's AsyncClient (why llmbench's client uses aiohttp);
-* ``guidellm``: GuideLLM 0.8.1 (vllm-project) from a side environment, concurrent profile, when
-  installed in ``.bench-envs/guidellm`` (see README there) with a local tokenizer folder.
+* ``guidellm``: GuideLLM 0.8.1 (vllm-project), concurrent profile, with a local tokenizer folder,
+  from the side environment ``.bench-envs/guidellm`` that the script creates with pip on first use
+  (``--skip-guidellm`` leaves it out).
 
 Printed per concurrency: the best requests/s of each; ``ratio_llmbench_over_aiohttp``, the median
 over rounds of llmbench / aiohttp measured back to back (target >= 0.9: this host is shared and
@@ -43,9 +44,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _side_envs  # the side environments' maker, shared with scoring_speed.py
+
 TOKENS = 64
 ROOT = Path(__file__).resolve().parents[1]
-GUIDELLM = ROOT / ".bench-envs" / "guidellm" / "bin" / "guidellm"
+GUIDELLM_PACKAGES = ["torch==2.13.0", "guidellm==0.8.1"]
 
 
 def canned_stream(chat: bool = False) -> str:
@@ -224,12 +229,14 @@ def llmbench_rate(url: str, concurrency: int, seconds: float) -> tuple[float, fl
     return finished / (step["window_s"] + step["analysis_s"]), step["request_throughput"]
 
 
-def guidellm_rate(url: str, concurrency: int, seconds: float, folder: Path, tokenizer: Path | None) -> float:
-    if not GUIDELLM.exists() or tokenizer is None:
+def guidellm_rate(
+    guidellm: Path | None, url: str, concurrency: int, seconds: float, folder: Path, tokenizer: Path | None
+) -> float:
+    if guidellm is None or tokenizer is None:
         return float("nan")
     output = folder / f"guidellm-{concurrency}.json"
     command = [
-        str(GUIDELLM), "run",
+        str(guidellm), "run",
         "--backend", f"kind=openai_http,target={url},model=canned",
         "--profile", f"kind=concurrent,streams={concurrency}",
         "--constraint", f"kind=max_duration,seconds={seconds:g}",
@@ -282,7 +289,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="load-client-") as tmp:
         folder = Path(tmp)
         nginx, url = start_nginx(folder)
-        tokenizer = tokenizer_folder(folder) if GUIDELLM.exists() else None
+        python = None if args.skip_guidellm else _side_envs.side_env("guidellm", GUIDELLM_PACKAGES)
+        guidellm = python.with_name("guidellm") if python is not None else None
+        tokenizer = tokenizer_folder(folder) if guidellm is not None else None
         results = []
         try:
             for concurrency in levels:
@@ -308,7 +317,7 @@ def main() -> None:
                 guide = (
                     float("nan")
                     if args.skip_guidellm
-                    else guidellm_rate(url, concurrency, args.seconds, folder, tokenizer)
+                    else guidellm_rate(guidellm, url, concurrency, args.seconds, folder, tokenizer)
                 )
                 paired = sorted(a / b for a, b in zip(rates["llmbench"], rates["aiohttp"], strict=True))
                 same = sorted(a / b for a, b in zip(rates["llmbench"], rates["aiohttp_same_session"], strict=True))

@@ -22,8 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _side_envs  # the side environments' maker, shared with load_client.py
+
 ROOT = Path(__file__).resolve().parents[1]
-ENVS = ROOT / ".bench-envs"
 SIDE = {
     "cappr": [
         "torch==2.13.0",
@@ -91,16 +94,7 @@ print(json.dumps({"seconds": elapsed, "predictions": predictions}))
 
 
 def side_env(name: str) -> Path | None:
-    python = ENVS / name / "bin" / "python"
-    if python.exists():
-        return python
-    print(f"creating the {name} side environment (pip, first run only) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(ENVS / name)], check=True)
-    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *SIDE[name]], capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"  {name} could not be installed here: {proc.stderr.strip().splitlines()[-1:]}")
-        return None
-    return python
+    return _side_envs.side_env(name, SIDE[name])
 
 
 def legacy_copy(folder: Path) -> Path:
