@@ -126,13 +126,12 @@ def _count_only(reads: Sequence[tuple[float, bytes]]) -> Counted | None:
     """The common case without parsing every event: one token per content event, checked against usage.
 
     Parses the last events (usage, ``[DONE]``); a stream that came in one read is then one chunk of
-    ``usage.completion_tokens`` tokens. Otherwise counts the line feeds of each read in C (a one-byte
-    count costs half of ``count(b"\n\n")``): every event of a
-    regular stream is one ``data:`` line and a blank one, two line feeds, so a read holding an odd
-    number of them ends inside a separator and the full parser takes over; an event belongs to the
-    read that completes it. Then parses the first event when needed, and returns None (parse
-    everything) unless the content events add up to the server's ``usage.completion_tokens``
-    exactly. Anything irregular (comments, multi-line events, a separator split across reads, an
+    ``usage.completion_tokens`` tokens. Otherwise counts the line feeds of each read in C (a
+    one-byte count costs half of counting ``\\n\\n``): every event of a regular stream is one
+    ``data:`` line and a blank one, two line feeds, so a read holding an odd number of them ends
+    inside a separator and the full parser takes over; an event belongs to the read that completes
+    it. Then parses the first event when needed, and returns None (parse everything) unless the
+    content events add up to the server's ``usage.completion_tokens`` exactly. Anything irregular (comments, multi-line events, a separator split across reads, an
     error event, tokens packed into one event) breaks that equality and goes to the full parser;
     :func:`parse_openai_stream` is tested to give the same chunks either way, over random splits.
 
