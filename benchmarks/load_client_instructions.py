@@ -48,8 +48,6 @@ WARMUP_REQUESTS = 50
 def child(client: str, concurrency: int, requests: int, url: str) -> None:
     """Run ``requests`` requests after a warm-up (imports, first connections) of the same client."""
     if client == "llmbench":
-        import numpy  # noqa: F401  (imported by the warm-up anyway; here for clarity)
-
         from llmbench.serving import LoadConfig, run_load
 
         for count in (WARMUP_REQUESTS, requests):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+import struct
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+_PACK_TIME = struct.Struct("d").pack  # one chunk: the same bytes as array("d", [t]).tobytes()
+_PACK_COUNT = struct.Struct("q").pack
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ class RequestRecord:
         Kept packed in bytes: a load step holds thousands of records, and the garbage collector
         walks every list and array they hold at each collection, but never a bytes object.
         """
+        if len(times) == 1 and tokens is not None:  # the usual stream of a fast server: one read
+            self.packed_times, self.packed_tokens = _PACK_TIME(times[0]), _PACK_COUNT(tokens[0])
+            return
         self.packed_times = array("d", times).tobytes()
         self.packed_tokens = None if tokens is None else array("q", tokens).tobytes()
 

@@ -17,7 +17,6 @@ carried tokens into one timestamp per token:
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -409,10 +408,7 @@ def finish_record(record: RequestRecord, need_text: bool = False) -> None:
         counted = _count_only(reads)  # the load tester's common case, without a ParsedStream
         if counted is not None:
             times, tokens, usage_event = counted
-            if len(times) == 1:
-                record.packed_times, record.packed_tokens = _PACK_TIME(times[0]), _PACK_COUNT(tokens[0])
-            else:
-                record.set_chunks(times, tokens)
+            record.set_chunks(times, tokens)
             usage = usage_event["usage"]
             record.output_tokens = usage["completion_tokens"]
             record.prompt_tokens = usage.get("prompt_tokens")
@@ -434,10 +430,6 @@ def finish_record(record: RequestRecord, need_text: bool = False) -> None:
     record.server_timings = parsed.timings
     if not produced:
         record.error, record.detail = "empty", "the stream ended without a token"
-
-
-_PACK_TIME = struct.Struct("d").pack  # one chunk, packed as RequestRecord.set_chunks packs many
-_PACK_COUNT = struct.Struct("q").pack
 
 
 def _json_object(data: str) -> dict[str, Any]:

@@ -190,7 +190,7 @@ class OpenAITarget:
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
             record.error, record.detail = "disconnect", str(exc) or type(exc).__name__
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            record.error, record.detail = "timeout", str(exc) or f"over {self.request_timeout_s:g} s"
+            record.error, record.detail = "timeout", str(exc) or type(exc).__name__  # connecting: sock_connect
         except aiohttp.ClientError as exc:
             record.error, record.detail = "client", f"{type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
