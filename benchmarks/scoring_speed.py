@@ -133,10 +133,10 @@ def main() -> None:
     from llmbench.backends._threads import default_threads
     from llmbench.backends.base import LoadOptions
     from llmbench.backends.transformers import TransformersBackend
-    from llmbench.evaluation._tasks import format_prompts, load_task
     from llmbench.models import default_model_path, resolve_model
     from llmbench.models._convert import export_gguf_as_hf
-    from llmbench.scoring._requests import build_request
+    from llmbench.scoring import build_request
+    from llmbench.tasks import format_prompts, load_task
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="social_iqa")

@@ -52,7 +52,7 @@ from llmbench.sweep import plan_sweep
 plan = plan_sweep(sys.argv[1], fresh=True)
 with Store() as store:
     for run in plan.runs:
-        run_benchmark(BenchmarkConfig(**run.config), store=store)
+        run_benchmark(BenchmarkConfig.from_json(run.config), store=store)
 """
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from conftest import bigbench
 from llmbench.backends.base import Backend, LoadOptions
-from llmbench.evaluation._tasks import format_prompts, load_task
 from llmbench.models import resolve_model
-from llmbench.scoring._requests import ScoringRequest, build_request
+from llmbench.scoring import ScoringRequest, build_request
+from llmbench.tasks import format_prompts, load_task
 
 pytestmark = pytest.mark.slow
 F32_KV = {"type_k": "f32", "type_v": "f32"}

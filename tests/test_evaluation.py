@@ -11,9 +11,16 @@ import pytest
 from conftest import bigbench, one_line_error, run_cli
 from llmbench.backends.base import Backend
 from llmbench.errors import InvalidOptionError
-from llmbench.evaluation._stats import brier_score, expected_calibration_error, mcnemar, wilson_interval
-from llmbench.evaluation._tasks import format_prompts, load_task, split_shots
 from llmbench.store import Store
+from llmbench.tasks import (
+    brier_score,
+    expected_calibration_error,
+    format_prompts,
+    load_task,
+    mcnemar,
+    split_shots,
+    wilson_interval,
+)
 
 
 @pytest.mark.parametrize(
@@ -155,3 +162,25 @@ def test_hf_dataset_saved_to_disk(tmp_path: Path) -> None:
     datasets.Dataset.from_dict({"text": ["x"]}).save_to_disk(str(tmp_path / "plain"))
     with pytest.raises(InvalidOptionError, match="has no prompt column"):
         load_task(f"hf:{tmp_path / 'plain'}")
+
+
+@pytest.mark.slow
+def test_eval_with_a_context_too_small_is_one_line() -> None:
+    """It used to abort in GGML_ASSERT(n_outputs_max <= cparams.n_outputs_max), exit 134."""
+    task = str(bigbench("sports_understanding"))
+    code, _, err = run_cli("eval", "--task", task, "--limit", "3", "--n-ctx", "8", "--backend", "llama.cpp")
+    one_line_error(code, err, "longest prompt + choice is", "more than --n-ctx 8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delimiter", [" ", ""])
+def test_eval_scores_one_letter_prompts(tmp_path: Path, delimiter: str) -> None:
+    # "x" then "a" is one token with no delimiter; this used to stop with "give a non-empty prompt".
+    task = tmp_path / "short.jsonl"
+    task.write_text(
+        '{"prompt": "x", "choices": ["a", "b"], "answer": 0}\n{"prompt": "y", "choices": ["a", "b"], "answer": 1}\n'
+    )
+    code, out, err = run_cli("eval", "--task", str(task), "--delimiter", delimiter, "--format", "json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "ok" and result["metrics"]["examples"] == 2

@@ -11,8 +11,7 @@ from conftest import one_line_error, run_cli
 from llama_server import free_port, start_server
 from llmbench.backends.base import GenerationConfig, LoadOptions
 from llmbench.backends.openai import UNKNOWN_TOKEN_ID, OpenAIBackend
-from llmbench.models import ModelRef, resolve_model
-from llmbench.models._tokens import load_tokenizer
+from llmbench.models import ModelRef, load_tokenizer, resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +66,6 @@ def test_llmbench_run_against_the_server(server: str, tmp_path: object) -> None:
     assert code == 0, err
     row = json.loads(out)
     assert row["backend"] == "openai" and row["status"] == "ok"
-    assert row["config"]["model_path"] == server and row["config"]["prompt_length"] == 32
     code, out, err = run_cli("runs", "--format", "json", env={"LLMBENCH_HOME": str(tmp_path)})
     assert code == 0 and server in out
 
@@ -78,11 +76,19 @@ def test_unreachable_server_is_one_line(tmp_path: object) -> None:
     one_line_error(code, err, "cannot reach", url)
 
 
-def test_unknown_option_is_refused(server: str) -> None:
-    from llmbench.errors import InvalidOptionError
+def test_synthetic_prompts_are_exact_as_text_and_as_ids(server: str, smollm2: ModelRef) -> None:
+    """Text (the default: calibrated against the server's usage.prompt_tokens) and token ids
+    (llama-server takes them) give the server the same number of prompt tokens."""
+    from llmbench.measurement.prompts import synthetic_prompt_ids
 
-    with pytest.raises(InvalidOptionError, match="n_gpu_layers"):
-        OpenAIBackend(resolve_model(server, allow_server=True), LoadOptions(extra={"n_gpu_layers": 1}))
+    model = resolve_model(server, allow_server=True)
+    for prompt_format in ("text", "ids"):
+        options = LoadOptions(extra={"tokenizer": str(smollm2.path), "prompt_format": prompt_format})
+        with OpenAIBackend(model, options) as backend:
+            ids = synthetic_prompt_ids(backend, 40)
+            generation = backend.generate(ids, GenerationConfig(max_new_tokens=8, force_new_tokens=True))
+            assert generation.prompt_tokens == 40 and generation.output_tokens == 8
+            assert backend.prompt_notes["prompt_format"] == prompt_format
 
 
 def test_commands_that_read_model_files_refuse_a_url() -> None:

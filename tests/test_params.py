@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,40 @@ def test_lora_count_matches_peft(kind: str, adapter: dict[str, object], tmp_path
     reference = peft.get_peft_model(meta_model(tmp_path), peft.LoraConfig(task_type=task, **adapter))  # type: ignore[arg-type]
     trainable, _ = reference.get_nb_trainable_parameters()
     assert lora_parameters(meta_model(tmp_path), dict(adapter)) == trainable
+
+
+def _safetensors(path: Path, header: object) -> None:
+    data = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(data)) + data)
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [{"dtype": "F32", "shape": "ab", "data_offsets": [0, 0]}, {"dtype": "F32"}, [1, 2], {"shape": [2, -1]}],
+)
+def test_corrupt_safetensors_shapes_are_invalid_models(tmp_path: Path, entry: object) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "acme-unknown", "hidden_size": 8}')
+    _safetensors(tmp_path / "model.safetensors", {"w": entry})
+    with pytest.raises(InvalidModelError, match="corrupt safetensors header"):
+        count_parameters(read_spec(resolve_model(tmp_path)))
+
+
+@pytest.mark.parametrize(
+    ("adapter", "match"),
+    [
+        ([], "holds a JSON list"),
+        ({"r": "abc"}, "r is 'abc'"),  # was a ValueError in int()
+        ({"r": 0}, "r is 0"),
+        ({"r": 4, "target_modules": "("}, "target_modules is '\\('"),  # was a re.error
+        ({"r": 4, "target_modules": [1, 2]}, "target_modules is \\[1, 2\\]"),
+        ({"r": 4, "target_modules": ["c_attn"], "rank_pattern": {"c_attn": "x"}}, "rank_pattern"),
+        ({"r": 4, "target_modules": ["c_attn"], "rank_pattern": {"(": 2}}, "rank_pattern"),
+        ({"r": 4, "base_model_name_or_path": 5}, "base_model_name_or_path is 5"),
+    ],
+)
+def test_bad_adapter_configs_are_invalid_models(tmp_path: Path, adapter: object, match: str) -> None:
+    if isinstance(adapter, dict):
+        adapter = {"base_model_name_or_path": str(DATA / "gpt2-style"), "peft_type": "LORA", **adapter}
+    (tmp_path / "adapter_config.json").write_text(json.dumps(adapter))
+    with pytest.raises(InvalidModelError, match=match):
+        count_parameters(read_spec(resolve_model(tmp_path)))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import one_line_error, run_cli
+from llmbench.measurement.results import GenerationResult
 from llmbench.reports import load_runs, write_report
 from llmbench.store import Store
 
@@ -70,9 +71,10 @@ def test_excel_matches_the_store(tmp_path: Path, sweep_id: str) -> None:
         row = rows[record.id]
         assert row["status"] == record.status
         if record.status == "ok":
-            expected = record.metrics["summary"]["decode_tok_s"]["mean"]
+            assert isinstance(record.result, GenerationResult)
+            expected = record.result.summary["decode_tok_s"].mean
             assert row["decode mean (tok/s)"] == pytest.approx(expected)
-            assert row["TTFT mean (ms)"] == pytest.approx(record.metrics["summary"]["ttft_s"]["mean"] * 1000)
+            assert row["TTFT mean (ms)"] == pytest.approx(record.result.summary["ttft_s"].mean * 1000)
         else:
             assert row["error"] == record.error
     decode_column = header.index("decode mean (tok/s)")
@@ -99,7 +101,9 @@ def test_csv_json_markdown(tmp_path: Path, sweep_id: str) -> None:
     ok = [run for run in document["runs"] if run["row"]["status"] == "ok"]
     assert all(run["repetitions"] and run["environment"]["python"] for run in ok)
     markdown = outs[2].read_text()
-    assert markdown.count("\n| SmolLM2") == 4 and "## Failed runs" in markdown and "**" in markdown
+    assert markdown.count("\n| SmolLM2") == 4, markdown
+    assert "## Failed runs" in markdown, markdown
+    assert "**" in markdown, markdown
 
 
 def test_markdown_and_csv_escape_model_names(tmp_path: Path, sweep_id: str) -> None:
@@ -186,3 +190,70 @@ def _distinct_colours(browser: Any, png: bytes) -> int:
     )
     page.close()
     return int(count)
+
+
+FORMULAS = ('=HYPERLINK("http://example.invalid","click")', "+1+1", "-2+3", "@SUM(A1:A2)", "\t=1+1", "\r=1+1")
+
+
+def _stored_runs(names: tuple[str, ...]) -> list[Any]:
+    """One ok run per hostile model name (its error text hostile too), loaded as a report would."""
+    from llmbench.measurement.metrics import Summary
+    from llmbench.measurement.results import GenerationResult, LoadResult, LoadStep
+    from llmbench.store import RunRecord
+
+    ids = []
+    with Store() as store:
+        for name in names:
+            result = GenerationResult(load_s=0.1, summary={"decode_tok_s": Summary.of([10.0, 12.0])})
+            record = RunRecord("generate", "failed", name, "fake", {}, {"python": "3"}, result=result, error=name)
+            ids.append(store.save(record))
+        step = LoadStep(mode="concurrency", concurrency=2, sent=3, ok=0, failed=3, errors={"connect": 2, "http_500": 1})
+        load = RunRecord("load", "failed", names[0], "openai", {}, {}, result=LoadResult(steps=[step]))
+        ids.append(store.save(load))
+        return load_runs(store, run_ids=ids)
+
+
+def test_excel_stores_formula_like_text_as_text(tmp_path: Path) -> None:
+    from openpyxl import load_workbook
+
+    write_report(_stored_runs(FORMULAS), tmp_path / "r.xlsx")
+    book = load_workbook(tmp_path / "r.xlsx")
+    seen = set()
+    for sheet in book.worksheets:
+        for line in sheet.iter_rows():
+            for cell in line:
+                if isinstance(cell.value, str) and cell.value.lstrip("\t\r").startswith(("=", "+", "-", "@")):
+                    assert cell.data_type == "s", (sheet.title, cell.coordinate, cell.value)
+                    seen.add(cell.value)
+    assert {'=HYPERLINK("http://example.invalid","click")', "+1+1", "-2+3", "@SUM(A1:A2)"} <= seen
+    steps = book["Load steps"]
+    errors = [c.value for c in steps[1]].index("errors")
+    assert [r[errors] for r in steps.iter_rows(min_row=2, values_only=True)] == ["connect 2, http_500 1"]  # not a dict
+
+
+def test_csv_neutralises_formulas_per_owasp(tmp_path: Path) -> None:
+    write_report(_stored_runs(FORMULAS), tmp_path / "r.csv")
+    with (tmp_path / "r.csv").open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert {row["model"] for row in table} == {"'" + name for name in FORMULAS}
+    assert all(row["error"] == row["model"] for row in table if row["kind"] == "generate")
+    for row in table:
+        for value in row.values():
+            assert not value.startswith(("=", "+", "@", "\t", "\r")), value
+            assert not value.startswith("-") or value.replace("-", "", 1).replace(".", "", 1).isdigit(), value
+    assert [row["errors"] for row in table if row["kind"] == "load"] == ["connect 2, http_500 1"]
+
+
+def test_markdown_shows_links_and_html_in_names_as_text(tmp_path: Path) -> None:
+    hostile = ("[x](javascript:alert(1))", "![img](http://example.invalid/p.png)", "<b>bold</b> *em* `code`")
+    write_report(_stored_runs(hostile), tmp_path / "r.md")
+    text = (tmp_path / "r.md").read_text()
+    assert "](javascript:" not in text and "[x]" not in text and "![img]" not in text
+    assert "<b>" not in text and "*em*" not in text and "`code`" not in text
+    assert "\\[x\\]\\(javascript:alert\\(1\\)\\)" in text
+    import markdown_it
+
+    rendered = markdown_it.MarkdownIt("commonmark").enable("table").render(text)
+    assert "<a " not in rendered and "<img" not in rendered and "<b>" not in rendered and "<em>" not in rendered
+    assert "[x](javascript:alert(1))" in rendered  # shown literally
+    assert "connect 2, http_500 1" in rendered  # error counts, not a dict repr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,54 @@ def test_copy_of_default_model_resolves_as_a_path(tmp_path: Path, smollm2: Model
     shutil.copyfile(smollm2.path, copy)
     ref = resolve_model(copy)
     assert ref.source == "path" and ref.size_bytes == smollm2.size_bytes
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "x/" + "y" * 300, "a\x00b", "~nobody-llmbench/model.gguf"])
+def test_names_that_cannot_be_paths_are_not_found(name: str) -> None:
+    with pytest.raises(ModelNotFoundError, match="model not found"):
+        resolve_model(name)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[]", "holds a JSON list, not an object"),
+        ('"llama"', "holds a JSON str, not an object"),
+        ("1" * 5000, "not valid JSON"),  # beyond Python's int digit limit: a ValueError, not a JSONDecodeError
+        ('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}", "not valid JSON"),  # RecursionError in the decoder
+        ('{"x": ' + "[" * 500 + "]" * 500 + "}", "nests values more than 32 levels deep"),
+    ],
+)
+def test_config_json_must_hold_a_shallow_object(tmp_path: Path, text: str, match: str) -> None:
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(InvalidModelError, match=match):
+        resolve_model(tmp_path)
+
+
+def _gguf(path: Path, *kvs: bytes) -> Path:
+    """A GGUF v3 file with no tensors and the given metadata entries, padded past the minimum size."""
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, len(kvs)) + b"".join(kvs) + b"\0" * 32)
+    return path
+
+
+def _kv(key: str, value_type: int, payload: bytes) -> bytes:
+    return struct.pack("<Q", len(key)) + key.encode() + struct.pack("<I", value_type) + payload
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        _kv("general.alignment", 4, struct.pack("<I", 0)),  # was a ZeroDivisionError
+        _kv("general.alignment", 8, struct.pack("<Q", 3) + b"abc"),  # a string: was a ValueError
+        _kv("general.alignment", 7, b"\1"),  # a bool
+    ],
+)
+def test_gguf_alignment_must_be_a_size(tmp_path: Path, entry: bytes) -> None:
+    with pytest.raises(InvalidModelError, match=r"general\.alignment"):
+        resolve_model(_gguf(tmp_path / "m.gguf", entry))
+
+
+def test_gguf_arrays_nested_too_deep_are_corrupt(tmp_path: Path) -> None:
+    nested = struct.pack("<IQ", 9, 1) * 5000 + struct.pack("<IQ", 4, 0)  # arrays of arrays ... (was a RecursionError)
+    with pytest.raises(InvalidModelError, match="nested more than 8 levels"):
+        resolve_model(_gguf(tmp_path / "m.gguf", _kv("x", 9, nested)))

@@ -11,17 +11,11 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import one_line_error, run_cli
-from llmbench.serving import (
-    LoadConfig,
-    RequestRecord,
-    parse_openai_stream,
-    run_load,
-    split_events,
-    step_metrics,
-    token_times,
-)
+from llmbench.harness import ModelSetup
+from llmbench.scenarios.load import LoadConfig, run_load
+from llmbench.serving import RequestRecord, step_metrics, token_times
 from llmbench.serving._metrics import SLO
-from llmbench.serving._stream import MalformedStream
+from llmbench.transport import MalformedStream, parse_openai_stream, split_events
 from llmbench.store import Store
 from sse_server import TOKENS, sse_server
 
@@ -108,9 +102,12 @@ def server() -> Iterator[str]:
         yield url
 
 
-def load(url: str, **kwargs: object) -> dict:  # type: ignore[type-arg]
-    config = LoadConfig(target=url, max_tokens=TOKENS, **kwargs)  # type: ignore[arg-type]
-    record = run_load(config)
+def load(url: str, backend: str | None = None, **kwargs: object) -> dict:  # type: ignore[type-arg]
+    """One step's stored JSON; failing steps are returned too (the run's status says they failed)."""
+    kwargs.setdefault("max_error_rate", 1.0)
+    config = LoadConfig(setup=ModelSetup(url or None, backend), max_new_tokens=TOKENS, **kwargs)  # type: ignore[arg-type]
+    record = run_load(config, reraise=False)
+    assert record.metrics is not None, record.error
     (step,) = record.metrics["steps"]
     assert step["ok"] + step["failed"] == step["sent"]  # every request accounted for
     assert sum(step["errors"].values()) == step["failed"]
@@ -171,9 +168,9 @@ def test_connection_refused_is_counted_and_stored(tmp_path: object) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     code, out, err = run_cli("load", f"http://127.0.0.1:{port}", "-c", "2", "--requests", "4", "--format", "json")
-    assert code == 0, err
+    one_line_error(code, err, "cannot connect", "connect 4")  # not exit 0, not a dict's repr
     document = json.loads(out)
-    assert document["status"] == "failed" and document["steps"][0]["errors"] == {"connect": 4}
+    assert document["status"] == "failed" and document["metrics"]["steps"][0]["errors"] == {"connect": 4}
     with Store() as store:
         assert store.get(document["id"]).kind == "load"  # partial (all failed) results are stored
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import math
 import random
+import time
+import tracemalloc
 from collections import Counter
 
 import numpy as np
 import pytest
 
-from llmbench.backends.base import Generation
+from llmbench.measurement.generation import Generation
 from llmbench.measurement.metrics import (
     Summary,
     chunk_token_times,
@@ -19,9 +22,13 @@ from llmbench.measurement.metrics import (
     generation_metrics,
     many_generation_metrics,
 )
-from llmbench.serving import parse_openai_stream, token_times
+from llmbench.measurement.sketch import RELATIVE_ERROR
+from llmbench.serving import _tally, token_times
+from llmbench.serving._loops import StepPlan, StepRun, closed_loop
 from llmbench.serving._metrics import SLO, request_metrics, step_metrics
-from llmbench.serving._records import RequestRecord
+from llmbench.serving._records import RequestRecord, RequestSpec
+from llmbench.serving._stream import parse_openai_stream
+from llmbench.serving._tally import StepRecords
 
 
 def random_times(rng: random.Random, n: int, start: float) -> list[float]:
@@ -199,3 +206,129 @@ def test_counting_shortcut_equals_the_full_parser_on_any_split(chat: bool) -> No
         assert fast.completion_tokens == full.completion_tokens
         taken += fast.text == ""
     assert 50 < taken < 400  # both paths ran
+
+
+def synthetic_step(count: int, seed: int) -> list[RequestRecord]:
+    """Requests 2 ms apart, each streaming 1-8 chunks of 1-4 tokens over up to half a second; some fail."""
+    rng = random.Random(seed)
+    records = []
+    for index in range(count):
+        sent = 100 + index * 0.002 + rng.random() * 0.005
+        record = RequestRecord(index=index, scheduled=sent - rng.random() * 0.001, sent=sent)
+        chunks = rng.randint(1, 8)
+        times = sorted(sent + 0.02 + rng.random() * 0.5 for _ in range(chunks))
+        record.set_chunks(times, [rng.randint(1, 4) for _ in range(chunks)])
+        record.end = times[-1] + 0.001
+        if index % 37 == 0:
+            record.error = "http_500"
+        record.attempts = 2 if index % 50 == 0 else 1  # sent again after a connection failed
+        records.append(record)
+    return records
+
+
+def flat(result: dict[str, object]) -> dict[str, object]:
+    """A step's numbers with its summaries spread out (``ttft_s.p50``), for pytest.approx."""
+    out: dict[str, object] = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            out |= {f"{key}.{inner}": v for inner, v in value.items()}
+        elif not isinstance(value, str):
+            out[key] = value
+    return out
+
+
+def tallied(records: list[RequestRecord], window: tuple[float, float], slo: SLO | None, hold: int) -> StepRecords:
+    """``records`` appended as a loop appends them (each when it is sent), tallied as they end."""
+    now = [0.0]
+    step = StepRecords(window[0], window[1], slo, hold=hold, clock=lambda: now[0])
+    for record in records:
+        now[0] = record.scheduled
+        step.append(record)
+    return step
+
+
+@pytest.mark.parametrize("hold", [8, 100])
+def test_a_tallied_step_equals_the_batched_step(hold: int) -> None:
+    """Requests tallied as they end (and let go) give the step's metrics exactly, percentiles included."""
+    records = synthetic_step(2000, seed=8)
+    window = (100.5, 103.2)  # a warm-up before, requests still sent after: every edge is crossed
+    slo = SLO(ttft_s=0.3, itl_s=0.1, e2e_s=0.5)
+    expected = step_metrics(records, window, slo)
+    step = tallied(records, window, slo, hold)
+    assert step.tally.sent > 1000 and len(step) < 1000  # most were tallied and dropped
+    found = step_metrics(step, window, slo)
+    expected.pop("analysis_s"), found.pop("analysis_s")
+    assert flat(found) == pytest.approx(flat(expected), rel=1e-12)
+    assert found["itl_percentiles"] == found["request_percentiles"] == "exact"
+    assert found["sent"] == 2000 and found["retries"] == 40
+
+
+def test_a_step_past_the_exact_limits_is_within_the_histograms_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_tally, "EXACT_REQUESTS", 300)
+    monkeypatch.setattr(_tally, "EXACT_GAPS", 500)
+    records = synthetic_step(3000, seed=9)
+    window = (100.5, 105.0)
+    slo = SLO(ttft_s=0.3)
+    expected = step_metrics(list(records), window, slo)
+    found = step_metrics(tallied(records, window, slo, 64), window, slo)
+    assert found["itl_percentiles"] == found["request_percentiles"] == "histogram ±1%"
+    for key in ("sent", "ok", "failed", "errors", "measured_requests", "request_throughput", "output_tok_s",
+                "output_tok_s_peak", "goodput_req_s", "goodput_fraction", "client_bound"):  # fmt: skip
+        assert found[key] == pytest.approx(expected[key], rel=1e-12), key
+    for metric in ("ttft_s", "itl_s", "e2e_s", "decode_tok_s", "output_tokens", "send_lateness_s"):
+        for field in ("count", "mean", "std", "min", "max"):
+            assert found[metric][field] == pytest.approx(expected[metric][field], rel=1e-9), (metric, field)
+        for field in ("p50", "p90", "p99"):
+            assert found[metric][field] == pytest.approx(expected[metric][field], rel=RELATIVE_ERROR), (metric, field)
+
+
+def test_goodput_is_unknown_when_the_step_was_tallied_under_another_slo() -> None:
+    records = synthetic_step(500, seed=10)
+    window = (100.0, 102.0)
+    result = step_metrics(tallied(records, window, None, 16), window, SLO(ttft_s=0.3))
+    assert result["goodput_req_s"] is None and result["goodput_fraction"] is None
+    assert result["sent"] == 500
+
+
+class InstantTarget:
+    """Answers at once with four tokens: a load step that costs nothing but the client's bookkeeping."""
+
+    label = "instant"
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
+        record.sent = time.perf_counter()
+        await asyncio.sleep(0)
+        now = time.perf_counter()
+        record.set_chunks([now, now + 1e-6, now + 2e-6, now + 3e-6])
+        record.status, record.end = 200, now + 4e-6
+
+
+def closed_step(requests: int, slo: SLO | None = None) -> StepRun:
+    target = InstantTarget()
+    spec = RequestSpec("hi", None, None, 4)
+    return asyncio.run(closed_loop(target, [spec], 8, StepPlan(None, requests, slo=slo)))
+
+
+def test_a_long_step_keeps_a_bounded_number_of_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memory stays flat over a long step: finished requests are tallied and let go, not kept."""
+    monkeypatch.setattr(_tally, "EXACT_REQUESTS", 1000)
+    monkeypatch.setattr(_tally, "EXACT_GAPS", 1000)
+    peaks = {}
+    for requests in (4000, 16000):
+        tracemalloc.start()
+        run = closed_step(requests, SLO(ttft_s=60.0))
+        peaks[requests] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert len(run.records) <= _tally.HOLD  # what was still held when the step ended
+        result = step_metrics(run.records, run.window, SLO(ttft_s=60.0))
+        assert result["sent"] == result["ok"] == result["measured_requests"] == requests
+        assert result["output_tokens"]["mean"] == 4 and result["goodput_fraction"] == 1.0
+        assert result["itl_s"]["count"] == 3 * requests and result["itl_percentiles"] == "histogram ±1%"
+    # Four times the requests: under 1 MB more at the peak (each kept request would cost ~300 bytes).
+    assert peaks[16000] - peaks[4000] < 1_000_000, peaks

@@ -10,6 +10,8 @@ import pytest
 from llmbench.backends.base import GenerationConfig, LoadOptions
 from llmbench.backends.fake import FakeBackend
 from llmbench.errors import InvalidOptionError, LLMBenchError
+from llmbench.harness import ModelSetup
+from llmbench.measurement.results import GenerationResult
 from llmbench.models import resolve_model
 from llmbench.scenarios.single_run import BenchmarkConfig, run_benchmark
 from llmbench.store import Store
@@ -48,40 +50,39 @@ def test_stream_yields_the_generated_text(fake_model: Path) -> None:
 
 def test_run_benchmark_stores_what_it_returns(fake_model: Path) -> None:
     config = BenchmarkConfig(
-        model=str(fake_model),
-        backend="fake",
+        setup=ModelSetup(str(fake_model), "fake", options={"prefill_delay": 0.02, "token_delays": [0.005]}),
         prompt_tokens=16,
         max_new_tokens=6,
         warmup=1,
         repetitions=3,
-        options={"prefill_delay": 0.02, "token_delays": [0.005]},
     )
     with Store() as store:
         record = run_benchmark(config, store=store)
         stored = store.get(record.id)
     assert stored.status == "ok"
     assert stored.metrics == json.loads(json.dumps(record.metrics))
-    summary = stored.metrics["summary"]  # type: ignore[index]
-    assert summary["output_tokens"]["mean"] == 6 and summary["ttft_s"]["count"] == 3
-    assert summary["ttft_s"]["min"] >= 0.02
-    assert summary["itl_gap_s"]["count"] == 3 * 5
-    assert all(rep.metrics["e2e_s"] >= rep.metrics["ttft_s"] for rep in stored.repetitions)
+    assert isinstance(stored.result, GenerationResult) and stored.result == record.result
+    summary = stored.result.summary
+    assert summary["output_tokens"].mean == 6 and summary["ttft_s"].count == 3
+    assert summary["ttft_s"].min >= 0.02
+    assert summary["itl_gap_s"].count == 3 * 5
+    assert all(rep.metrics.e2e_s >= rep.metrics.ttft_s for rep in stored.repetitions)
     assert stored.config["prompt_length"] == 16
     assert len(stored.repetitions) == 4 and stored.repetitions[0].warmup
     assert stored.environment["cpu_logical_cores"] >= 1
-    assert stored.metrics["peak_rss_bytes"] > 0  # type: ignore[index]
+    assert (stored.result.memory.peak_rss_bytes or 0) > 0
 
 
 def test_decode_rate_matches_tokens_over_time(fake_model: Path) -> None:
     record = run_benchmark(
-        BenchmarkConfig(model=str(fake_model), backend="fake", max_new_tokens=5, repetitions=2, warmup=0)
+        BenchmarkConfig(setup=ModelSetup(str(fake_model), "fake"), max_new_tokens=5, repetitions=2, warmup=0)
     )
     with Store() as store:
         assert list(store.runs()) == []  # no store given: nothing saved
     for rep in record.repetitions:
         m = rep.metrics
-        assert m["decode_tok_s"] == pytest.approx((m["output_tokens"] - 1) / m["decode_s"])
-        assert m["e2e_s"] >= m["ttft_s"] > 0
+        assert m.decode_tok_s == pytest.approx((m.output_tokens - 1) / m.decode_s)
+        assert m.e2e_s >= m.ttft_s > 0
 
 
 def test_failed_run_is_stored_with_its_repetitions(fake_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,12 +97,13 @@ def test_failed_run_is_stored_with_its_repetitions(fake_model: Path, monkeypatch
 
     monkeypatch.setattr(FakeBackend, "generate_tokens", failing)
     with Store() as store, pytest.raises(RuntimeError, match="device lost"):
-        run_benchmark(BenchmarkConfig(model=str(fake_model), backend="fake", warmup=0, repetitions=5), store=store)
+        run_benchmark(BenchmarkConfig(setup=ModelSetup(str(fake_model), "fake"), warmup=0, repetitions=5), store=store)
     with Store() as store:
         (run,) = store.runs()
         full = store.get(run.id)
     assert full.status == "failed" and "device lost" in (full.error or "")
-    assert len(full.repetitions) == 2 and full.metrics["summary"]["ttft_s"]["count"] == 2  # type: ignore[index]
+    assert isinstance(full.result, GenerationResult)
+    assert len(full.repetitions) == 2 and full.result.summary["ttft_s"].count == 2
 
 
 @pytest.mark.parametrize(
@@ -115,4 +117,4 @@ def test_bad_options_fail_before_any_work(kwargs: dict[str, int | float]) -> Non
 
 def test_fake_rejects_nothing_but_real_backends_check_format(fake_model: Path) -> None:
     with pytest.raises(LLMBenchError, match="GGUF"):
-        run_benchmark(BenchmarkConfig(model=str(fake_model), backend="llama.cpp"))
+        run_benchmark(BenchmarkConfig(setup=ModelSetup(str(fake_model), "llama.cpp")))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from llmbench.errors import LLMBenchError
+from llmbench.measurement.results import GenerationResult
 from llmbench.paths import user_dir
 from llmbench.store import RunRecord, Store
 from llmbench.store import _migrations as migrations
@@ -21,7 +22,7 @@ def _record(**overrides: object) -> RunRecord:
         "backend": "fake",
         "config": {"a": 1},
         "environment": {"cpu": "x"},
-        "metrics": {"x": 1.5, "nan": float("nan")},
+        "result": GenerationResult(load_s=1.5, extra={"nan": float("nan")}),
     }
     data.update(overrides)
     return RunRecord(**data)  # type: ignore[arg-type]
@@ -61,7 +62,9 @@ def test_round_trip_and_prefix_lookup() -> None:
         first = store.save(_record(model="a"))
         store.save(_record(model="b"))
         got = store.get(first[:6])
-        assert got.model == "a" and got.metrics == {"x": 1.5, "nan": None}
+        assert got.model == "a" and got.result == GenerationResult(load_s=1.5, extra={"nan": None})
+        raw = store.db.execute("SELECT metrics FROM runs WHERE id = ?", (first,)).fetchone()[0]
+        assert '"nan": null' in raw and '"load_s": 1.5' in raw  # JSON has no NaN: stored as null
         assert [r.model for r in store.runs()] == ["b", "a"]
         assert len(list(store.runs(limit=1))) == 1
         with pytest.raises(LLMBenchError, match="no stored run"):

@@ -127,3 +127,130 @@ def test_dry_run_lists_the_plan(tmp_path: Path) -> None:
     code, out, err = run_cli("sweep", str(path), "--dry-run")
     assert code == 0, err
     assert "2 run(s), 2 to run" in out and "max_new_tokens=8" in out
+
+
+def bomb(width: int, depth: int) -> str:
+    """A "billion laughs" sweep file: each anchored list holds ``width`` aliases of the one before."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, depth)]
+    return "\n".join([*lines, f"models: *l{depth - 1}"]) + "\n"
+
+
+def config_error(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        plan_sweep(write(tmp_path, text))
+    return str(info.value)
+
+
+def test_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    text = bomb(9, 9)  # 9^9 = 387 million strings from 560 bytes
+    assert len(text) < 600
+    message = config_error(tmp_path, text)
+    assert "expand to more than 100,000 values" in message and len(message) < 300
+    assert "contains it" in config_error(tmp_path, "models: &a [default, *a]\n")
+
+
+def test_echoed_values_are_cut_short(tmp_path: Path) -> None:
+    long, key = "x" * 100_000, "x" * 1000  # YAML keys stop at 1024 characters
+    for text in (
+        f"models: [default]\nsettings: {{threads: {long}}}\n",
+        f"models: [default]\nmemory_limit: '{long}'\n",
+        f"models: [default]\nbackends: [fake]\nsettings: {{options: {{{key}: 1}}}}\n",
+        f"models: [default]\nexclude: [{{{key}: 1}}]\n",
+        f"models: [default]\nsettings: {{{key}: 1}}\n",
+    ):
+        message = config_error(tmp_path, text)
+        assert len(message) < 400 and "xxx..." in message, message[:500]
+
+
+@pytest.mark.parametrize(
+    ("lists", "count"),
+    [
+        ({"max_new_tokens": 1000, "prompt_tokens": 1000}, "1,000,000"),
+        (dict.fromkeys(["max_new_tokens", "prompt_tokens", "threads", "seed"], 100), "100,000,000"),
+    ],
+)
+def test_plans_over_the_limit_are_refused_before_they_expand(tmp_path: Path, lists: dict[str, int], count: str) -> None:
+    axes = ", ".join(f"{name}: {list(range(1, n + 1))}" for name, n in lists.items())
+    message = config_error(tmp_path, f"models: [default]\nbackends: [fake]\nsettings: {{{axes}}}\n")
+    assert f"expands to {count} runs" in message and "10,000" in message
+
+
+def test_a_plan_at_the_limit_is_kept(tmp_path: Path) -> None:
+    runs = planned(
+        tmp_path,
+        f"models: [default]\nbackends: [fake]\nsettings: {{max_new_tokens: {list(range(1, 101))}, prompt_tokens: {list(range(1, 101))}}}\n",
+    )
+    assert len(runs) == 10_000
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        ("models: [default]\nModels: 1\n", ["sweep.yaml:2", "unknown key 'Models'", "did you mean 'models'?"]),
+        ("models: [default]\nsettings: {Threads: 2}\n", ["unknown key 'settings.Threads'", "did you mean 'threads'?"]),
+        ("models: [{model: default, Label: x}]\n", ["unknown key 'models.0.Label'", "did you mean 'label'?"]),
+        ("models: !!float abc\n", ["sweep.yaml:1", "cannot read 'abc' as float"]),
+        ("models: !!timestamp abc\n", ["cannot read 'abc' as timestamp"]),
+        ("models: " + "[" * 500 + "default" + "]" * 500 + "\n", ["nested more than 32 levels deep"]),
+        (
+            "models:\n" + "".join("  " * i + "-\n" for i in range(1, 500)) + "  " * 500 + "- default\n",
+            ["nested more than"],
+        ),
+        ("models: [default]\nmemory_limit: -1\n", ["memory_limit", "between 1MiB and 1PiB"]),
+        ("models: [default]\nmemory_limit: 0B\n", ["memory_limit", "between 1MiB and 1PiB"]),
+        ("models: [default]\nmemory_limit: true\n", ["memory_limit", "4GiB"]),
+        ("models: [default]\nmemory_limit: 1.0e+40\n", ["memory_limit", "4GiB"]),
+        ("models: [default]\nmemory_limit: 99999999999999TB\n", ["memory_limit", "between 1MiB and 1PiB"]),
+        ("models: [default]\nmemory_limit: '" + "9" * 400 + "'\n", ["memory_limit", "cannot read size"]),
+        ("models: [default]\ntimeout_s: 1.0e-300\n", ["timeout_s", "greater than or equal to 1"]),
+        ("models: [default]\ntimeout_s: 1e-300\n", ["timeout_s", "valid number"]),
+        ("models: [default]\ntimeout_s: true\n", ["timeout_s", "valid number"]),
+        ("models: [default]\ntimeout_s: .inf\n", ["timeout_s", "finite"]),
+        ("models: [default]\nsettings: {threads: true}\n", ["settings.threads", "valid integer"]),
+        ("models: [default]\nsettings: {prompt_tokens: []}\n", ["settings.prompt_tokens", "at least 1 item"]),
+        (
+            "models: [default]\nsettings: {options: {prefill_delay: []}}\n",
+            ["settings.options.prefill_delay", "at least 1"],
+        ),
+        ("models: [default]\nbackends: []\n", ["backends", "at least 1 item"]),
+    ],
+)
+def test_more_bad_files_are_config_errors(tmp_path: Path, text: str, needles: list[str]) -> None:
+    message = config_error(tmp_path, text)
+    for needle in needles:
+        assert needle in message, message
+
+
+def test_one_line_on_the_command_line(tmp_path: Path) -> None:
+    code, _, err = run_cli("sweep", str(write(tmp_path, bomb(9, 9))), "--dry-run")
+    assert len(one_line_error(code, err, "aliases expand")) < 300
+    code, _, err = run_cli("sweep", str(write(tmp_path, "models: [default]\nModels: 1\n")), "--dry-run")
+    one_line_error(code, err, "unknown key 'Models'")
+
+
+def test_a_model_name_too_long_for_a_path_is_planned(tmp_path: Path) -> None:
+    name = "x" * 300  # more than a file name may hold (ENAMETOOLONG): no such file, so a Hub id or a later error
+    (run,) = planned(tmp_path, f"models: [{name}, '{name}/{name}']\nbackends: [fake]\n")[:1]
+    assert run.model == name and run.label == name
+
+
+def test_the_same_run_under_two_labels_is_refused(tmp_path: Path) -> None:
+    message = config_error(
+        tmp_path, "models:\n  - {model: default, label: first}\n  - {model: default, label: second}\nbackends: [fake]\n"
+    )
+    assert "'first' and 'second' give the same run" in message
+    runs = planned(tmp_path, "models: [default, default]\nbackends: [fake]\n")  # one label: the same entry twice
+    assert len(runs) == 1
+
+
+def test_a_sweep_whose_every_run_is_excluded_is_refused(tmp_path: Path) -> None:
+    assert "every run of the sweep is excluded" in config_error(
+        tmp_path, "models: [default]\nbackends: [fake]\nexclude: [{backend: fake}]\n"
+    )
+
+
+def test_memory_limit_forms_that_stay_valid(tmp_path: Path) -> None:
+    for value, size in (("4GiB", 4 << 30), ("500MB", 500 * 10**6), (1 << 20, 1 << 20)):
+        sweep, _ = load_sweep_file(write(tmp_path, f"models: [default]\nmemory_limit: {value}\n"))
+        assert sweep.memory_limit == value and sweep.memory_limit_bytes() == size

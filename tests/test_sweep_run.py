@@ -132,6 +132,8 @@ def _sweep_process(path: Path, home: Path) -> subprocess.Popen[bytes]:
 
 
 def _stored(home: Path, sweep_id: str) -> list[tuple[str | None, str]]:
+    if not (home / "results.db").exists():  # killed before it made its store
+        return []
     with Store(home / "results.db") as store:
         return [(r.key, r.status) for r in store.runs(sweep_id=sweep_id)]
 

@@ -23,6 +23,7 @@ from llmbench.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
     from llmbench.backends.base import Backend
+    from llmbench.system.doctor import Finding
 
 ENTRY_POINT_GROUP = "llmbench.backends"
 LOAD_ENV_VAR = "LLMBENCH_LOAD_BACKENDS"
@@ -86,3 +87,37 @@ def get_backend(name: str) -> type[Backend]:
 def default_backend_for(model_format: str) -> str:
     """The backend a model of this format runs on when none is named."""
     return {"gguf": "llama.cpp", "server": "openai"}.get(model_format, "transformers")
+
+
+def backend_findings() -> list[Finding]:
+    """``llmbench doctor``'s backend part: each registered backend, installed or what is missing."""
+    from llmbench.errors import LLMBenchError
+    from llmbench.system.doctor import Finding
+
+    findings = []
+    for name in backend_names():
+        if name == "fake":
+            continue
+        try:
+            cls = get_backend(name)
+            cls.check_available()
+        except LLMBenchError as exc:
+            findings.append(Finding(f"backend.{name}", "missing", exc.message, exc.hint))
+            continue
+        versions = ", ".join(f"{k} {v}" for k, v in cls.library_versions().items() if k != "system_info")
+        findings.append(Finding(f"backend.{name}", "ok", versions or "installed"))
+    try:
+        import llama_cpp
+
+        offload = bool(llama_cpp.llama_supports_gpu_offload())
+        findings.append(
+            Finding(
+                "llama.cpp.gpu_offload",
+                "ok" if offload else "info",
+                f"this llama.cpp build {'can' if offload else 'cannot'} offload layers to a GPU",
+                None if offload else "rebuild with CMAKE_ARGS=-DGGML_CUDA=on for GPU offload",
+            )
+        )
+    except ImportError:
+        pass
+    return findings

@@ -18,20 +18,35 @@ Generation conventions, identical in every backend:
 
 from __future__ import annotations
 
+import difflib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from llmbench.backends._threads import default_threads
 from llmbench.errors import InvalidOptionError
+from llmbench.measurement.generation import FinishReason, Generation
 from llmbench.models import ModelRef
 
 if TYPE_CHECKING:
-    from llmbench.scoring._requests import ScoringRequest
+    from llmbench.scoring import ScoringRequest
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "FinishReason",
+    "Generation",
+    "GenerationConfig",
+    "LoadOptions",
+    "Message",
+    "option_flag",
+    "option_float",
+    "option_int",
+]
 
 Message = Mapping[str, str]
-FinishReason = Literal["length", "stop"]
 
 
 @dataclass(frozen=True)
@@ -65,26 +80,6 @@ class GenerationConfig:
         return self.temperature == 0.0
 
 
-@dataclass
-class Generation:
-    """One generation with a timestamp (``time.perf_counter``) per generated token."""
-
-    text: str
-    token_ids: list[int]
-    prompt_tokens: int
-    t_start: float
-    """Just before the prompt ids were handed to the runtime."""
-    token_times: list[float]
-    """When each generated token became available to the caller."""
-    t_end: float
-    """When the runtime returned."""
-    finish_reason: FinishReason
-
-    @property
-    def output_tokens(self) -> int:
-        return len(self.token_ids)
-
-
 @dataclass(frozen=True)
 class Capabilities:
     stream: bool
@@ -94,20 +89,61 @@ class Capabilities:
 
 
 def option_flag(key: str, value: Any) -> bool:
-    """A true/false backend option (``-o flash_attn=true``); anything else is an error, not False."""
+    """A yes/no backend option (``-o flash_attn=true``); anything but a clear yes or no is an error.
+
+    Every backend reads its yes/no options through this one function: ``bool("off")`` is True, so a
+    plain ``bool(...)`` would turn ``-o trust_remote_code=off`` (or a quoted ``"false"``) on.
+    """
     if isinstance(value, bool):
         return value
-    text = str(value).lower()
+    text = str(value).strip().lower()
     if text in ("1", "true", "yes", "on"):
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise InvalidOptionError(f"option {key} must be true or false, got {value!r}")
+    raise InvalidOptionError(f"option {key} must be true or false, got {value!r}", f"write -o {key}=true or false")
+
+
+def _shown(value: Any) -> str:
+    """A user's value as echoed in an error: its repr, cut to a readable length."""
+    import reprlib
+
+    return reprlib.Repr(maxstring=60, maxother=60).repr(value)
+
+
+def option_int(key: str, value: Any, minimum: int | None = None) -> int:
+    """A whole-number backend option (``-o n_batch=256``); a word or a fraction is an error."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise InvalidOptionError(f"option {key} must be a whole number, got {_shown(value)}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidOptionError(f"option {key} must be a whole number, got {_shown(value)}") from None
+    if minimum is not None and number < minimum:
+        raise InvalidOptionError(f"option {key} must be at least {minimum}, got {number}")
+    return number
+
+
+def option_float(key: str, value: Any, minimum: float | None = None) -> float:
+    """A finite numeric backend option (``-o gpu_memory_utilization=0.8``), at least ``minimum``."""
+    import math
+
+    if isinstance(value, bool):
+        raise InvalidOptionError(f"option {key} must be a number, got {_shown(value)}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidOptionError(f"option {key} must be a number, got {_shown(value)}") from None
+    if not math.isfinite(number):
+        raise InvalidOptionError(f"option {key} must be a finite number, got {_shown(value)}")
+    if minimum is not None and number < minimum:
+        raise InvalidOptionError(f"option {key} must be at least {minimum:g}, got {number:g}")
+    return number
 
 
 @dataclass
 class LoadOptions:
-    """Options every backend understands; backend-specific ones travel in ``extra``."""
+    """Options every backend understands; backend-specific ones (``-o KEY=VALUE``) travel in ``extra``."""
 
     n_ctx: int = 2048
     threads: int | None = None
@@ -117,24 +153,71 @@ class LoadOptions:
 
 
 class Backend(ABC):
-    """A loaded model on one runtime."""
+    """A loaded model on one runtime.
+
+    The contract every backend shares, enforced here once: ``LoadOptions.extra`` is checked against
+    :meth:`option_names` before anything loads (an unknown name is an error naming the nearest valid
+    one), yes/no options go through :func:`option_flag`, and :attr:`threads` holds the resolved
+    thread count. A backend module names its internals alike (``_import_runtime``, ``_load_kwargs``,
+    ``_load_model``, ``_sampling``), so the backends read side by side.
+    """
 
     name: ClassVar[str]
     """The registry name (``llama.cpp``, ``transformers`` ...)."""
-    extra: ClassVar[str | None] = None
-    """The pip extra that installs this backend's dependencies."""
+    pip_extra: ClassVar[str | None] = None
+    """The pip extra that installs this backend's dependencies (``pip install 'llmbench[EXTRA]'``)."""
     formats: ClassVar[frozenset[str]] = frozenset()
     """Model formats this backend loads (``gguf``, ``hf``)."""
     can_stream: ClassVar[bool] = True
     can_chat: ClassVar[bool] = True
     can_score: ClassVar[bool] = False
     can_embed: ClassVar[bool] = False
-    known_options: ClassVar[frozenset[str] | None] = None
-    """Backend-specific option names (``-o KEY=VALUE``); None when the backend does not declare them."""
+    known_options: ClassVar[frozenset[str]] = frozenset()
+    """Backend-specific option names (``-o KEY=VALUE``, ``LoadOptions.extra``); any other is refused."""
+    libraries: ClassVar[tuple[str, ...]] = ()
+    """The distributions (pip names) this backend runs on, recorded with every result."""
+    uses_threads: ClassVar[bool] = False
+    """Runs on CPU threads: :attr:`threads` then defaults to every CPU this process may use, the same
+    default for every such backend so their runs compare."""
+
+    threads: int | None
+    """The thread count this backend runs with: ``LoadOptions.threads``, else the default for
+    ``uses_threads`` backends, else None (the runtime's threads are not llmbench's to set)."""
 
     def __init__(self, model: ModelRef, options: LoadOptions) -> None:
+        self.check_options(options.extra)
+        if options.threads is not None and options.threads < 1:
+            raise InvalidOptionError(
+                f"threads must be at least 1, got {options.threads}", "omit --threads to use every CPU"
+            )
         self.model = model
         self.options = options
+        self.threads = options.threads or (default_threads() if self.uses_threads else None)
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """Every ``-o`` name this backend takes (``known_options``, unless the runtime lists more)."""
+        return cls.known_options
+
+    @classmethod
+    def check_options(cls, extra: Mapping[str, Any]) -> None:
+        """Refuse option names this backend does not take, naming the nearest valid one."""
+        valid = cls.option_names()
+        unknown = sorted(set(extra) - valid)
+        if not unknown:
+            return
+        names = ", ".join(repr(name) for name in unknown)
+        message = f"unknown {cls.name} option{'s' if len(unknown) > 1 else ''} {names}"
+        if not valid:
+            raise InvalidOptionError(message, f"the {cls.name} backend takes no -o options")
+        guesses = {name: difflib.get_close_matches(name, sorted(valid), n=1) for name in unknown}
+        found = [
+            f"{close[0]!r}" + (f" for {name!r}" if len(unknown) > 1 else "") for name, close in guesses.items() if close
+        ]
+        guess = f"did you mean {', '.join(found)}? " if found else ""
+        listed = sorted(cls.known_options or valid)
+        more = f" (and the {cls.name} runtime's other arguments)" if len(valid) > len(listed) else ""
+        raise InvalidOptionError(message, f"{guess}valid ones: {', '.join(listed)}{more}")
 
     @classmethod
     def capabilities(cls) -> Capabilities:
@@ -147,8 +230,10 @@ class Backend(ABC):
 
     @classmethod
     def library_versions(cls) -> dict[str, str]:
-        """Versions of the libraries this backend runs on, for the result's fingerprint."""
-        return {}
+        """Versions of the libraries this backend runs on (``libraries``), for the result's fingerprint."""
+        from llmbench.measurement.fingerprint import distribution_version
+
+        return {name: distribution_version(name) for name in cls.libraries}
 
     # -- what a backend implements ------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """llama.cpp through llama-cpp-python: GGUF models, completion, chat with the GGUF's template.
 
-Load options (``LoadOptions.extra``): ``n_gpu_layers`` (default 0; -1 offloads all),
+Backend options (``-o KEY=VALUE``): ``n_gpu_layers`` (default 0; -1 offloads all),
 ``n_batch`` (512), ``flash_attn`` (False), ``use_mmap`` (True), ``use_mlock`` (False),
 ``type_k`` / ``type_v`` (KV-cache types: f16 by default, f32, bf16, q8_0, q4_0).
 ``LoadOptions.threads`` sets both ``n_threads`` and ``n_threads_batch`` (default: every CPU this
@@ -14,61 +14,43 @@ server's ``ignore_eos``): the model runs exactly ``max_new_tokens`` decode steps
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmbench.backends._threads import default_threads
-from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message, option_flag
-from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
-from llmbench.models import ModelRef
-from llmbench.scoring._requests import ScoringRequest
+from llmbench.backends.base import (
+    Backend,
+    FinishReason,
+    GenerationConfig,
+    LoadOptions,
+    Message,
+    option_flag,
+    option_int,
+)
+from llmbench.errors import InvalidModelError, InvalidOptionError
+from llmbench.models import ModelRef, import_llama_cpp, quiet_stderr
 
-_KNOWN_OPTIONS = {
-    "n_gpu_layers", "n_batch", "n_ubatch", "flash_attn", "use_mmap", "use_mlock", "logits_all", "type_k", "type_v",
-}  # fmt: skip
+if TYPE_CHECKING:
+    from llmbench.scoring import ScoringRequest
+
+_FLAGS = ("flash_attn", "use_mmap", "use_mlock", "logits_all")
+_INTS = ("n_batch", "n_ubatch")
 _KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2, "bf16": 30}
-
-
-def _import_llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError:
-        raise missing_extra("llama-cpp-python", "llama-cpp") from None
-    return llama_cpp
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Any:
-    """Silence llama.cpp's C-level logging on fd 2 while loading."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
 
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
-    extra = "llama-cpp"
+    pip_extra = "llama-cpp"
     formats = frozenset({"gguf"})
     can_stream = True
     can_chat = True
     can_score = True
-    known_options = frozenset(_KNOWN_OPTIONS)
+    known_options = frozenset({"n_gpu_layers", *_INTS, *_FLAGS, "type_k", "type_v"})
+    uses_threads = True
 
     @classmethod
     def check_available(cls) -> None:
-        _import_llama_cpp()
+        _import_runtime()
 
     @classmethod
     def library_versions(cls) -> dict[str, str]:
@@ -83,50 +65,9 @@ class LlamaCppBackend(Backend):
                 f"the llama.cpp backend loads GGUF files, and {model.name} is a Hugging Face folder",
                 "use --backend transformers, or convert it with llama.cpp's convert_hf_to_gguf.py",
             )
-        unknown = set(options.extra) - _KNOWN_OPTIONS
-        if unknown:
-            raise InvalidOptionError(
-                f"unknown llama.cpp option(s): {', '.join(sorted(unknown))}",
-                f"valid ones: {', '.join(sorted(_KNOWN_OPTIONS))}",
-            )
-        if options.device not in (None, "cpu", "cuda", "auto"):
-            raise InvalidOptionError(
-                f"the llama.cpp backend takes --device cpu or cuda, not {options.device!r}",
-                "offload layers with -o n_gpu_layers=N",
-            )
-        llama_cpp = _import_llama_cpp()
-        threads = options.threads or default_threads()
-        n_gpu_layers = int(options.extra.get("n_gpu_layers", -1 if options.device == "cuda" else 0))
-        kwargs: dict[str, Any] = {
-            "model_path": str(model.path),
-            "n_ctx": options.n_ctx,
-            "n_threads": threads,
-            "n_threads_batch": threads,
-            "n_gpu_layers": n_gpu_layers,
-            "seed": 0,
-            "verbose": False,
-        }
-        for key in ("n_batch", "n_ubatch"):
-            if key in options.extra:
-                kwargs[key] = int(options.extra[key])
-        for key in ("flash_attn", "use_mmap", "use_mlock", "logits_all"):
-            if key in options.extra:
-                kwargs[key] = option_flag(key, options.extra[key])
-        for key in ("type_k", "type_v"):
-            if key in options.extra:
-                name = str(options.extra[key]).lower()
-                if name not in _KV_TYPES:
-                    raise InvalidOptionError(f"unknown {key} {name!r}", f"choose one of: {', '.join(_KV_TYPES)}")
-                kwargs[key] = _KV_TYPES[name]
-        self.threads = threads
-        try:
-            with _quiet_stderr():
-                self.llm = llama_cpp.Llama(**kwargs)
-        except (ValueError, RuntimeError) as exc:
-            raise InvalidModelError(
-                f"llama.cpp could not load {model.path} ({exc})",
-                "check the file is a complete GGUF of an architecture this llama-cpp-python supports",
-            ) from None
+        kwargs = _load_kwargs(model, options, self.threads)
+        llama_cpp = _import_runtime()
+        self.llm = _load_model(llama_cpp, model, kwargs)
         self._scorer: Any = None
         self._is_eog = partial(llama_cpp.llama_vocab_is_eog, self.llm._model.vocab)
 
@@ -144,15 +85,7 @@ class LlamaCppBackend(Backend):
         stop_at_eos = not config.force_new_tokens
         is_eog = self._is_eog
         remaining = config.max_new_tokens
-        tokens = llm.generate(
-            prompt_ids,
-            temp=config.temperature,
-            top_k=config.top_k,
-            top_p=config.top_p,
-            min_p=0.0,
-            repeat_penalty=1.0,
-            reset=True,
-        )
+        tokens = llm.generate(prompt_ids, **_sampling(config))
         for token in tokens:
             if stop_at_eos and is_eog(token):
                 tokens.close()
@@ -221,3 +154,63 @@ class LlamaCppBackend(Backend):
         if llm is not None:
             llm.close()
             del self.llm
+
+
+# -- the same helpers in every backend module ---------------------------------------------------
+
+
+def _import_runtime() -> Any:
+    """The runtime library: ``llama_cpp``."""
+    return import_llama_cpp()
+
+
+def _load_kwargs(model: ModelRef, options: LoadOptions, threads: int | None) -> dict[str, Any]:
+    """``llama_cpp.Llama`` arguments from the load options, every value checked (no import needed)."""
+    if options.device not in (None, "cpu", "cuda", "auto"):
+        raise InvalidOptionError(
+            f"the llama.cpp backend takes --device cpu or cuda, not {options.device!r}",
+            "offload layers with -o n_gpu_layers=N",
+        )
+    extra = options.extra
+    kwargs: dict[str, Any] = {
+        "model_path": str(model.path),
+        "n_ctx": options.n_ctx,
+        "n_threads": threads,
+        "n_threads_batch": threads,
+        "n_gpu_layers": option_int("n_gpu_layers", extra.get("n_gpu_layers", -1 if options.device == "cuda" else 0)),
+        "seed": 0,
+        "verbose": False,
+    }
+    kwargs.update({key: option_int(key, extra[key]) for key in _INTS if key in extra})
+    kwargs.update({key: option_flag(key, extra[key]) for key in _FLAGS if key in extra})
+    for key in ("type_k", "type_v"):
+        if key in extra:
+            name = str(extra[key]).lower()
+            if name not in _KV_TYPES:
+                raise InvalidOptionError(f"unknown {key} {name!r}", f"choose one of: {', '.join(_KV_TYPES)}")
+            kwargs[key] = _KV_TYPES[name]
+    return kwargs
+
+
+def _load_model(runtime: Any, model: ModelRef, kwargs: dict[str, Any]) -> Any:
+    """The loaded ``Llama``; llama.cpp's own logging silenced, its failures one-line errors."""
+    try:
+        with quiet_stderr():
+            return runtime.Llama(**kwargs)
+    except (ValueError, RuntimeError) as exc:
+        raise InvalidModelError(
+            f"llama.cpp could not load {model.path} ({exc})",
+            "check the file is a complete GGUF of an architecture this llama-cpp-python supports",
+        ) from None
+
+
+def _sampling(config: GenerationConfig) -> dict[str, Any]:
+    """``Llama.generate`` sampling arguments: only what the config sets (no min-p, no repeat penalty)."""
+    return {
+        "temp": config.temperature,
+        "top_k": config.top_k,
+        "top_p": config.top_p,
+        "min_p": 0.0,
+        "repeat_penalty": 1.0,
+        "reset": True,
+    }

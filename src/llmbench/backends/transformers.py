@@ -3,8 +3,8 @@
 Load options: ``LoadOptions.dtype`` (``auto``, ``float32``, ``bfloat16``, ``float16``; default
 ``float32`` for GGUF, which transformers dequantizes, and ``auto`` otherwise), ``device``
 (``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto`` for ``device_map="auto"``), ``threads``
-(torch intra-op threads; default every CPU this process may use, as llama.cpp). Backend options in
-``extra``: ``attn_implementation`` (``eager``, ``sdpa``, ``flash_attention_2``), ``device_map``,
+(torch intra-op threads; default every CPU this process may use, as llama.cpp). Backend options
+(``-o KEY=VALUE``): ``attn_implementation`` (``eager``, ``sdpa``, ``flash_attention_2``), ``device_map``,
 ``quantization`` (``bnb-4bit``, ``bnb-8bit``; GPTQ/AWQ folders load through their own
 ``quantization_config``), ``adapter`` (a PEFT adapter folder applied on top), and the opt-ins
 ``trust_remote_code`` and ``allow_pickle`` (both off: only safetensors weights and library code run
@@ -21,103 +21,47 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmbench.backends._threads import default_threads
 from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message, option_flag
 from llmbench.errors import InvalidModelError, InvalidOptionError, missing_extra
-from llmbench.models import ModelRef
-from llmbench.scoring._requests import ScoringRequest
+from llmbench.models import ModelRef, import_transformers
 
-_KNOWN_OPTIONS = {
-    "attn_implementation",
-    "device_map",
-    "quantization",
-    "adapter",
-    "trust_remote_code",
-    "allow_pickle",
-}
+if TYPE_CHECKING:
+    from llmbench.scoring import ScoringRequest
+
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-def _import() -> tuple[Any, Any]:
-    try:
-        import torch
-        import transformers
-    except ImportError as exc:
-        raise missing_extra(exc.name or "transformers", "hf") from None
-    return torch, transformers
+_QUANTIZATIONS = ("bnb-4bit", "bnb-8bit")
 
 
 class TransformersBackend(Backend):
     name = "transformers"
-    extra = "hf"
+    pip_extra = "hf"
     formats = frozenset({"gguf", "hf"})
     can_stream = True
     can_chat = True
     can_score = True
-    known_options = frozenset(_KNOWN_OPTIONS)
+    libraries = ("torch", "transformers", "accelerate", "tokenizers")
+    known_options = frozenset(
+        {"attn_implementation", "device_map", "quantization", "adapter", "trust_remote_code", "allow_pickle"}
+    )
+    uses_threads = True
 
     @classmethod
     def check_available(cls) -> None:
-        _import()
-
-    @classmethod
-    def library_versions(cls) -> dict[str, str]:
-        from llmbench.measurement.fingerprint import distribution_version
-
-        return {name: distribution_version(name) for name in ("torch", "transformers", "accelerate", "tokenizers")}
+        _import_runtime()
 
     def __init__(self, model: ModelRef, options: LoadOptions) -> None:
         super().__init__(model, options)
-        unknown = set(options.extra) - _KNOWN_OPTIONS
-        if unknown:
-            raise InvalidOptionError(
-                f"unknown transformers option(s): {', '.join(sorted(unknown))}",
-                f"valid ones: {', '.join(sorted(_KNOWN_OPTIONS))}",
-            )
-        dtype_name = options.dtype or ("float32" if model.format == "gguf" else "auto")
-        if dtype_name not in _DTYPES:
-            raise InvalidOptionError(f"unknown dtype {dtype_name!r}", f"choose one of: {', '.join(_DTYPES)}")
-        torch, transformers = _import()
-        self.torch = torch
-        self.threads = options.threads or default_threads()
+        kwargs = _load_kwargs(model, options, self.threads)
+        runtime = _import_runtime()
+        self.torch = torch = runtime[0]
         torch.set_num_threads(self.threads)
-        extra = options.extra
-        trust = option_flag("trust_remote_code", extra.get("trust_remote_code", False))
-        source = str(model.folder)
-        common: dict[str, Any] = {"trust_remote_code": trust}
-        if model.format == "gguf":
-            common["gguf_file"] = model.path.name
-        kwargs: dict[str, Any] = dict(common)
-        kwargs["dtype"] = dtype_name if dtype_name == "auto" else getattr(torch, dtype_name)
-        device = options.device or "cpu"
-        if "device_map" in extra:
-            kwargs["device_map"] = extra["device_map"]
-        elif device == "auto":
-            kwargs["device_map"] = "auto"
-        if "attn_implementation" in extra:
-            kwargs["attn_implementation"] = str(extra["attn_implementation"])
-        if model.format == "hf":
-            kwargs["use_safetensors"] = None if option_flag("allow_pickle", extra.get("allow_pickle", False)) else True
-        quantization = extra.get("quantization")
-        if quantization:
-            kwargs["quantization_config"] = _bitsandbytes_config(transformers, torch, str(quantization))
-            kwargs.setdefault("device_map", "auto" if device in ("auto", "cpu") else device)
-        try:
-            with _quiet_transformers(transformers):
-                self.tokenizer = transformers.AutoTokenizer.from_pretrained(source, **common)
-                self.hf_model = transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            hint = "check the folder holds a complete model"
-            if "safetensors" in message.lower() and "use_safetensors" in kwargs:
-                hint = "this folder has only pickle weights; pass -o allow_pickle=true if you trust it"
-            raise InvalidModelError(f"transformers could not load {model.name}: {message}", hint) from None
-        if "adapter" in extra:
-            self.hf_model = _apply_adapter(self.hf_model, str(extra["adapter"]))
+        self.tokenizer, self.hf_model = _load_model(runtime, model, kwargs)
+        if "adapter" in options.extra:
+            self.hf_model = _apply_adapter(self.hf_model, str(options.extra["adapter"]))
         if "device_map" not in kwargs:
-            self.hf_model.to(device)
+            self.hf_model.to(options.device or "cpu")
         self.hf_model.eval()
         self.device = self.hf_model.device
         if self.tokenizer.pad_token_id is None:
@@ -160,11 +104,7 @@ class TransformersBackend(Backend):
                 pass
 
         generation_config = HFGenerationConfig(  # type: ignore[no-untyped-call]
-            max_new_tokens=config.max_new_tokens,
-            do_sample=not config.greedy,
-            temperature=config.temperature if not config.greedy else None,
-            top_p=config.top_p if not config.greedy else None,
-            top_k=config.top_k if not config.greedy else None,
+            **_sampling(config),
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=[] if force else sorted(eos_ids),  # [] is kept; None would be refilled
             bos_token_id=self.tokenizer.bos_token_id,
@@ -234,8 +174,6 @@ def _quiet_transformers(transformers: Any) -> Iterator[None]:
 
 
 def _bitsandbytes_config(transformers: Any, torch: Any, quantization: str) -> Any:
-    if quantization not in ("bnb-4bit", "bnb-8bit"):
-        raise InvalidOptionError(f"unknown quantization {quantization!r}", "choose bnb-4bit or bnb-8bit")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
@@ -256,3 +194,82 @@ def _apply_adapter(model: Any, adapter: str) -> Any:
         return PeftModel.from_pretrained(model, adapter)
     except (OSError, ValueError) as exc:
         raise InvalidModelError(f"could not apply adapter {adapter}: {exc}", "pass a PEFT adapter folder") from None
+
+
+# -- the same helpers in every backend module ---------------------------------------------------
+
+
+def _import_runtime() -> tuple[Any, Any]:
+    """The runtime libraries: ``torch`` and ``transformers``."""
+    return import_transformers()
+
+
+def _load_kwargs(model: ModelRef, options: LoadOptions, threads: int | None) -> dict[str, Any]:
+    """``from_pretrained`` arguments from the load options, every value checked (no import needed).
+
+    ``dtype`` stays a name and ``quantization_config`` the quantization's name: :func:`_load_model`
+    turns them into torch and transformers objects. Remote code and pickle weights are off unless
+    the options turn them on.
+    """
+    dtype = options.dtype or ("float32" if model.format == "gguf" else "auto")
+    if dtype not in _DTYPES:
+        raise InvalidOptionError(f"unknown dtype {dtype!r}", f"choose one of: {', '.join(_DTYPES)}")
+    extra = options.extra
+    device = options.device or "cpu"
+    kwargs: dict[str, Any] = {
+        "trust_remote_code": option_flag("trust_remote_code", extra.get("trust_remote_code", False)),
+        "dtype": dtype,
+    }
+    if model.format == "gguf":
+        kwargs["gguf_file"] = model.path.name
+    if model.format == "hf":
+        kwargs["use_safetensors"] = None if option_flag("allow_pickle", extra.get("allow_pickle", False)) else True
+    if "device_map" in extra:
+        kwargs["device_map"] = extra["device_map"]
+    elif device == "auto":
+        kwargs["device_map"] = "auto"
+    if "attn_implementation" in extra:
+        kwargs["attn_implementation"] = str(extra["attn_implementation"])
+    quantization = extra.get("quantization")
+    if quantization:
+        if quantization not in _QUANTIZATIONS:
+            raise InvalidOptionError(
+                f"unknown quantization {quantization!r}", f"choose one of: {', '.join(_QUANTIZATIONS)}"
+            )
+        kwargs["quantization_config"] = quantization
+        kwargs.setdefault("device_map", "auto" if device in ("auto", "cpu") else device)
+    return kwargs
+
+
+def _load_model(runtime: tuple[Any, Any], model: ModelRef, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """The tokenizer and the model, loaded quietly; failures become one-line errors with a hint."""
+    torch, transformers = runtime
+    kwargs = dict(kwargs)
+    if kwargs["dtype"] != "auto":
+        kwargs["dtype"] = getattr(torch, kwargs["dtype"])
+    if "quantization_config" in kwargs:
+        kwargs["quantization_config"] = _bitsandbytes_config(transformers, torch, kwargs["quantization_config"])
+    shared = {key: kwargs[key] for key in ("trust_remote_code", "gguf_file") if key in kwargs}
+    source = str(model.folder)
+    try:
+        with _quiet_transformers(transformers):
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **shared)
+            return tokenizer, transformers.AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        hint = "check the folder holds a complete model"
+        if "safetensors" in message.lower() and kwargs.get("use_safetensors"):
+            hint = "this folder has only pickle weights; pass -o allow_pickle=true if you trust it"
+        raise InvalidModelError(f"transformers could not load {model.name}: {message}", hint) from None
+
+
+def _sampling(config: GenerationConfig) -> dict[str, Any]:
+    """``transformers.GenerationConfig`` sampling arguments (none of them set when greedy)."""
+    sample = not config.greedy
+    return {
+        "max_new_tokens": config.max_new_tokens,
+        "do_sample": sample,
+        "temperature": config.temperature if sample else None,
+        "top_p": config.top_p if sample else None,
+        "top_k": config.top_k if sample else None,
+    }

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from llmbench.scenarios.single_run import ProgressCallback
+from llmbench.harness import ProgressCallback
 
 
 @contextmanager

@@ -7,42 +7,48 @@ from typing import Any
 
 from rich.markup import escape
 
-from llmbench.cli._output import console, human_bytes, milliseconds, number
-from llmbench.store import RunRecord
-
-# (metric key in the summary, label, formatter of one value)
-_ROWS: tuple[tuple[str, str, str], ...] = (
-    ("ttft_s", "time to first token (ms)", "ms"),
-    ("prefill_tok_s", "prefill (tok/s)", "num"),
-    ("decode_tok_s", "decode (tok/s)", "num"),
-    ("itl_s", "inter-token latency (ms)", "ms"),
-    ("itl_gap_s", "inter-token gaps, pooled (ms)", "ms"),
-    ("e2e_s", "end-to-end latency (ms)", "ms"),
-    ("e2e_tok_s", "end-to-end (tok/s)", "num"),
-    ("output_tokens", "output tokens", "int"),
+from llmbench.cli._output import console, human_bytes, number
+from llmbench.measurement import registry
+from llmbench.measurement.results import (
+    EvalResult,
+    GenerationResult,
+    LoadResult,
+    PerplexityResult,
+    RunResult,
+    error_counts,
 )
+from llmbench.store import RunRecord
 
 
 def _add_row(table: Any, *cells: str) -> None:
     """Add a row whose cells are data, not rich markup (model names may contain brackets)."""
-    from rich.markup import escape
-
     table.add_row(*(cell if cell.startswith("[bold]") or cell.startswith("[dim]") else escape(cell) for cell in cells))
 
 
-def _fmt(kind: str, value: Any) -> str:
-    if value is None:
-        return "-"
-    if kind == "int" and float(value).is_integer():
-        return number(int(value))
-    return milliseconds(value) if kind == "ms" else number(value)
+def _shown(metric: registry.Metric, source: registry.Source | None, stat: str = "mean") -> str:
+    """One value of a metric for people, in its unit (``-`` when not measured)."""
+    return metric.format(metric.value(source, stat) if source is not None else None)
+
+
+def print_record(record: RunRecord, environment: bool = False) -> None:
+    """A stored run of any kind, as its own command prints it."""
+    if record.kind == "eval":
+        print_eval(record)
+    elif record.kind == "load":
+        print_load(record)
+    elif record.kind == "perplexity":
+        print_perplexity(record)
+    else:
+        print_run(record)
+    if environment:
+        _print_environment(record.environment)
 
 
 def print_run(record: RunRecord, environment: bool = False) -> None:
     from rich.table import Table
 
     out = console()
-    metrics = record.metrics or {}
+    result = record.result if isinstance(record.result, GenerationResult) else GenerationResult()
     config = record.config
     title = f"{record.model} on {record.backend}"
     out.print(
@@ -50,66 +56,117 @@ def print_run(record: RunRecord, environment: bool = False) -> None:
     )
     facts = [
         f"prompt {config.get('prompt_length', config.get('prompt_tokens'))} tok",
-        f"generate {config.get('max_new_tokens')} tok" + (" (forced)" if config.get("force_new_tokens") else ""),
+        f"generate {config.get('max_new_tokens')} tok" + (" (forced)" if _forced(config) else ""),
         f"threads {config.get('threads') or '-'}",
-        f"load {number(metrics.get('load_s'))} s",
-        f"peak RSS {human_bytes(metrics.get('peak_rss_bytes'))}",
-        f"on disk {human_bytes(metrics.get('model_size_bytes'))}",
+        f"load {number(result.load_s)} s",
+        f"peak RSS {human_bytes(result.memory.peak_rss_bytes)}",
+        f"on disk {human_bytes(result.model_size_bytes)}",
     ]
-    if metrics.get("peak_vram_allocated_bytes") is not None:
-        facts.append(f"peak VRAM {human_bytes(metrics['peak_vram_allocated_bytes'])}")
+    if result.memory.peak_vram_allocated_bytes is not None:
+        facts.append(f"peak VRAM {human_bytes(result.memory.peak_vram_allocated_bytes)}")
     out.print("  ".join(facts), soft_wrap=True)
-    summary = metrics.get("summary") or {}
-    if summary:
+    shown = [metric for metric in registry.GENERATION_SUMMARY if result.summary.get(metric.key)]
+    if any(result.summary[metric.key].count for metric in shown):
         table = Table(show_edge=False)
         table.add_column("metric")
         for column in ("mean", "p50", "p90", "p99", "n"):
             table.add_column(column, justify="right")
-        for key, label, kind in _ROWS:
-            stats = summary.get(key)
-            if not stats or not stats.get("count"):
-                continue
-            _add_row(
-                table, label, *(_fmt(kind, stats.get(c)) for c in ("mean", "p50", "p90", "p99")), str(stats["count"])
-            )
+        for metric in shown:
+            count = result.summary[metric.key].count
+            if count:
+                stats = (_shown(metric, result, stat) for stat in ("mean", "p50", "p90", "p99"))
+                _add_row(table, metric.title, *stats, str(count))
         out.print(table)
-    if metrics.get("sample_text"):
-        sample = " ".join(str(metrics["sample_text"]).split())
+    if result.shortfall:
+        out.print(f"[yellow]note:[/yellow] {escape(result.shortfall)}", soft_wrap=True)
+    if result.sample_text:
+        sample = " ".join(result.sample_text.split())
         out.print(f"[dim]output: {escape(sample[:160])}{'…' if len(sample) > 160 else ''}[/dim]")
-    if record.error:
-        out.print(f"[red]error:[/red] {escape(record.error)}")
+    _print_error(record)
     if environment:
-        env = record.environment
-        out.print(
+        _print_environment(record.environment)
+
+
+def _forced(config: dict[str, Any]) -> bool:
+    """Whether the run forced its output length (older runs say ``force_new_tokens``, newer ``allow_eos``)."""
+    if "allow_eos" in config:
+        return not config["allow_eos"]
+    return bool(config.get("force_new_tokens"))
+
+
+def _print_error(record: RunRecord) -> None:
+    out = console()
+    if record.error:
+        out.print(f"[red]error:[/red] {escape(record.error)}", soft_wrap=True)
+    if record.stderr_tail:
+        out.print(f"[dim]its last output:\n{escape(record.stderr_tail)}[/dim]", soft_wrap=True)
+
+
+def _print_environment(env: dict[str, Any]) -> None:
+    out = console()
+    out.print(
+        escape(
             f"machine: {env.get('cpu_model')} ({env.get('cpu_logical_cores')} CPUs), "
             f"{human_bytes(env.get('ram_bytes'))} RAM, {env.get('os')}, Python {env.get('python')}"
+        ),
+        soft_wrap=True,
+    )
+    for gpu in env.get("gpus") or []:
+        out.print(
+            escape(f"gpu {gpu['index']}: {gpu['name']} {human_bytes(gpu['memory_bytes'])}, driver {gpu['driver']}")
         )
-        for gpu in env.get("gpus") or []:
-            out.print(f"gpu {gpu['index']}: {gpu['name']} {human_bytes(gpu['memory_bytes'])}, driver {gpu['driver']}")
-        libraries = env.get("backend_libraries") or {}
-        if libraries:
-            out.print("libraries: " + ", ".join(f"{k} {v}" for k, v in libraries.items() if k != "system_info"))
+    libraries = env.get("backend_libraries") or {}
+    if libraries:
+        out.print(escape("libraries: " + ", ".join(f"{k} {v}" for k, v in libraries.items() if k != "system_info")))
+
+
+def headline(result: RunResult | None) -> str:
+    """What a run measured, in a few words, whatever its kind (the ``runs`` list)."""
+    if isinstance(result, EvalResult):
+        best = result.headline
+        task = f" on {result.task}" if result.task else ""
+        return f"accuracy {number(best.accuracy if best else None, 3)}{task}"
+    if isinstance(result, PerplexityResult):
+        return f"perplexity {number(result.perplexity, 3)}, {number(result.tokens_scored)} tokens"
+    if isinstance(result, LoadResult):
+        rate = max((registry.OUTPUT_RATE.value(step) or 0.0 for step in result.steps), default=None)
+        failed = error_counts(result.errors)
+        return f"{len(result.steps)} step(s), up to {number(rate, 1)} tok/s" + (f", failed: {failed}" if failed else "")
+    return ""
 
 
 def print_runs(records: Sequence[RunRecord]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{len(records)} stored run(s)")
-    for column in ("id", "created", "model", "backend", "status", "decode tok/s", "TTFT ms", "peak RSS"):
-        numeric = column in ("decode tok/s", "TTFT ms", "peak RSS")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=column != "model", overflow="fold")
+    columns = (
+        "id",
+        "created",
+        "kind",
+        "model",
+        "backend",
+        "status",
+        "decode tok/s",
+        "TTFT ms",
+        "peak RSS MiB",
+        "result",
+    )
+    numeric = ("decode tok/s", "TTFT ms", "peak RSS MiB")
+    for column in columns:
+        table.add_column(column, justify="right" if column in numeric else "left", no_wrap=column != "model", overflow="fold")  # fmt: skip
     for record in records:
-        summary = (record.metrics or {}).get("summary") or {}
         _add_row(
             table,
             record.id,
             record.created_at.replace("T", " ")[5:16],
+            record.kind,
             record.model,
             record.backend,
             record.status,
-            number((summary.get("decode_tok_s") or {}).get("mean")),
-            milliseconds((summary.get("ttft_s") or {}).get("mean")),
-            human_bytes((record.metrics or {}).get("peak_rss_bytes")),
+            _shown(registry.DECODE, record.result),
+            _shown(registry.TTFT, record.result),
+            _shown(registry.PEAK_RSS, record.result),
+            headline(record.result),
         )
     console().print(table)
 
@@ -117,7 +174,8 @@ def print_runs(records: Sequence[RunRecord]) -> None:
 def print_inspections(inspections: Sequence[Any], extra: bool = True) -> None:
     from rich.table import Table
 
-    from llmbench.models._inspect import FIELDS, cell
+    from llmbench.models import INSPECT_FIELDS as FIELDS
+    from llmbench.models import inspect_cell as cell
 
     table = Table(title="Model specs", show_lines=False)
     table.add_column("field", style="bold")
@@ -224,11 +282,11 @@ def print_cache(scan: Any, entries: Sequence[Any]) -> None:
 def print_eval(record: RunRecord) -> None:
     from rich.table import Table
 
-    metrics = record.metrics or {}
+    result = record.result if isinstance(record.result, EvalResult) else EvalResult()
     config = record.config
     out = console()
     out.print(
-        f"[bold]{escape(record.model)}[/bold] on {record.backend}: {escape(str(metrics.get('task')))}, "
+        f"[bold]{escape(record.model)}[/bold] on {escape(record.backend)}: {escape(str(result.task))}, "
         f"{config.get('shots')}-shot{' (chat template)' if config.get('chat') else ''}  run {record.id}  "
         f"status: {record.status}",
         soft_wrap=True,
@@ -236,26 +294,46 @@ def print_eval(record: RunRecord) -> None:
     table = Table(show_edge=False)
     for column in ("normalization", "accuracy", "95% CI", "n", "ECE", "Brier"):
         table.add_column(column, justify="left" if column == "normalization" else "right")
-    for how, stats in (metrics.get("accuracy") or {}).items():
+    for how, stats in result.accuracy.items():
         _add_row(
             table,
             how,
-            number(stats["accuracy"], 3),
-            f"{number(stats['ci95_low'], 3)}-{number(stats['ci95_high'], 3)}",
-            str(stats["count"]),
-            number(stats["ece"], 3),
-            number(stats["brier"], 3),
+            number(stats.accuracy, 3),
+            f"{number(stats.ci95_low, 3)}-{number(stats.ci95_high, 3)}",
+            str(stats.count if stats.count is not None else "-"),
+            number(stats.ece, 3),
+            number(stats.brier, 3),
         )
     out.print(table)
     facts = [
-        f"{number(metrics.get('examples_per_s'))} examples/s",
-        f"peak RSS {human_bytes(metrics.get('peak_rss_bytes'))}",
+        f"{_shown(registry.EXAMPLES_RATE, result)} examples/s",
+        f"peak RSS {human_bytes(result.memory.peak_rss_bytes)}",
     ]
-    if metrics.get("resumed_from"):
-        facts.append(f"resumed after {metrics['resumed_from']} stored examples")
+    if result.resumed_from:
+        facts.append(f"resumed after {result.resumed_from} stored examples")
     out.print("  ".join(facts), soft_wrap=True)
-    if record.error:
-        out.print(f"[red]error:[/red] {escape(record.error)}")
+    _print_error(record)
+
+
+def print_perplexity(record: RunRecord) -> None:
+    result = record.result if isinstance(record.result, PerplexityResult) else PerplexityResult()
+    out = console()
+    out.print(
+        f"[bold]{escape(record.model)}[/bold] on {escape(record.backend)}  run {record.id}  status: {record.status}",
+        soft_wrap=True,
+    )
+    out.print(
+        f"perplexity {_shown(registry.PERPLEXITY, result)}  (NLL {number(result.nll_per_token, 4)} nats/token, "
+        f"{number(result.tokens_scored)} tokens in {number(result.windows)} window(s) of {number(result.window)}, "
+        f"stride {number(result.stride)})",
+        soft_wrap=True,
+    )
+    out.print(
+        f"{_shown(registry.SCORING_RATE, result)} tokens/s scored  load {number(result.load_s)} s  "
+        f"peak RSS {human_bytes(result.memory.peak_rss_bytes)}",
+        soft_wrap=True,
+    )
+    _print_error(record)
 
 
 def print_sweep_plan(plan: Any, done: set[str]) -> None:
@@ -277,22 +355,21 @@ def print_sweep(sweep_id: str, rows: Sequence[tuple[Any, RunRecord | None]], ski
     failed = sum(1 for _, record in rows if record is not None and record.status != "ok")
     title = f"sweep {sweep_id}: {len(rows)} run(s), {skipped} already stored, {failed} failed"
     table = Table(title=escape(title))
-    for column in ("run", "id", "status", "decode tok/s", "TTFT ms", "peak RSS", "error"):
-        numeric = column in ("decode tok/s", "TTFT ms", "peak RSS")
+    for column in ("run", "id", "status", "decode tok/s", "TTFT ms", "peak RSS MiB", "error"):
+        numeric = column in ("decode tok/s", "TTFT ms", "peak RSS MiB")
         table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for run, record in rows:
         if record is None:
             _add_row(table, run.describe(), "-", "not run", "-", "-", "-", "")
             continue
-        summary = (record.metrics or {}).get("summary") or {}
         _add_row(
             table,
             run.describe(),
             record.id,
             record.status,
-            number((summary.get("decode_tok_s") or {}).get("mean")),
-            milliseconds((summary.get("ttft_s") or {}).get("mean")),
-            human_bytes((record.metrics or {}).get("peak_rss_bytes")),
+            _shown(registry.DECODE, record.result),
+            _shown(registry.TTFT, record.result),
+            _shown(registry.PEAK_RSS, record.result),
             (record.error or "")[:120],
         )
     out = console()
@@ -320,32 +397,38 @@ def print_sweeps(rows: Sequence[dict[str, Any]]) -> None:
     console().print(table)
 
 
-def print_load(record: RunRecord, steps: Sequence[dict[str, Any]]) -> None:
+def print_load(record: RunRecord) -> None:
     from rich.table import Table
 
+    result = record.result if isinstance(record.result, LoadResult) else LoadResult()
     table = Table(title=escape(f"load {record.id}: {record.model} ({record.backend})"))
-    columns = ("step", "sent", "ok", "failed", "req/s", "tok/s", "peak tok/s", "TTFT p50/p99 ms", "ITL p50/p99 ms",
-               "e2e p50/p99 ms", "queue p50 ms", "goodput req/s", "client")  # fmt: skip
+    columns = ("step", "sent", "ok", "failed", "retries", "req/s", "tok/s", "peak tok/s", "TTFT p50/p99 ms",
+               "ITL p50/p99 ms", "e2e p50/p99 ms", "queue p50 ms", "goodput req/s", "client", "status")  # fmt: skip
     for column in columns:
-        table.add_column(column, justify="left" if column == "step" else "right")
-    for step in steps:
+        table.add_column(column, justify="left" if column in ("step", "status") else "right")
+    for step in result.steps:
+
+        def spread(metric: registry.Metric, step: Any = step) -> str:
+            return f"{_shown(metric, step, 'p50')}/{_shown(metric, step, 'p99')}"
+
         _add_row(
             table,
-            step["step"],
-            str(step["sent"]),
-            str(step["ok"]),
-            str(step["failed"]) + (f" {step['errors']}" if step["errors"] else ""),
-            number(step["req_s"]),
-            number(step["tok_s"], 1),
-            number(step["tok_s_peak"], 1),
-            f"{milliseconds(step['ttft_p50'])}/{milliseconds(step['ttft_p99'])}",
-            f"{milliseconds(step['itl_p50'])}/{milliseconds(step['itl_p99'])}",
-            f"{milliseconds(step['e2e_p50'])}/{milliseconds(step['e2e_p99'])}",
-            milliseconds(step["queue_p50"]),
-            number(step["goodput"]),
-            "BEHIND" if step["client_bound"] else "ok",
+            step.label,
+            str(step.sent),
+            str(step.ok),
+            str(step.failed) + (f" ({step.error_text})" if step.error_text else ""),
+            str(step.retries),
+            _shown(registry.REQUEST_RATE, step),
+            _shown(registry.OUTPUT_RATE, step),
+            _shown(registry.OUTPUT_PEAK, step),
+            spread(registry.TTFT),
+            spread(registry.ITL_GAPS),
+            spread(registry.E2E),
+            _shown(registry.QUEUE, step, "p50"),
+            _shown(registry.GOODPUT, step),
+            "BEHIND" if step.client_bound else "ok",
+            step.step_status,
         )
     out = console()
     out.print(table)
-    if record.error:
-        out.print(escape(record.error))
+    _print_error(record)

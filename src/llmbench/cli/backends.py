@@ -12,6 +12,8 @@ from llmbench.cli._output import emit_json, format_option
 def backends_command(output_format: str) -> None:
     """List registered backends, whether they are installed, and their capabilities.
 
+    The JSON form also lists each backend's pip extra and the -o options it takes.
+
     \b
     Examples:
       llmbench backends
@@ -43,7 +45,8 @@ def backends_command(output_format: str) -> None:
                 "chat": caps.chat,
                 "score": caps.score,
                 "embed": caps.embed,
-                "extra": cls.extra,
+                "pip_extra": cls.pip_extra,
+                "options": sorted(cls.known_options),
                 "problem": problem,
             }
         )

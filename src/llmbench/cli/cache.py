@@ -7,8 +7,6 @@ import click
 from llmbench.cli._output import emit_json, format_option
 
 _DIR_HELP = "A folder of GGUF files to include (repeatable)."
-_SORTS = ["size", "name", "accessed", "modified"]
-_FILTER_HELP = "size>1GB, name~llama, kind=gguf, accessed>30d (repeatable)."
 
 
 @click.group("cache", invoke_without_command=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from llmbench.cli._output import emit_json, format_option
+
+if TYPE_CHECKING:
+    from llmbench.reports.compare import MetricComparison
 
 
 @click.command("compare")
@@ -38,27 +41,24 @@ def compare_command(run_a: str, run_b: str, output_format: str) -> None:
             return
         a, b, rows = compare_runs(store, run_a, run_b)
     if output_format == "json":
-        emit_json({"a": a.id, "b": b.id, "metrics": [asdict(r) | {"significant": r.significant} for r in rows]})
+        emit_json(
+            {
+                "a": a.id,
+                "b": b.id,
+                "metrics": [asdict(r) | {"significant": r.significant, "verdict": r.verdict} for r in rows],
+            }
+        )
         return
     from rich.markup import escape
     from rich.table import Table
 
-    from llmbench.cli._output import console, number
+    from llmbench.cli._output import console
 
     table = Table(title=escape(f"A = {a.id} ({a.model}, {a.backend})   B = {b.id} ({b.model}, {b.backend})"))
-    for column in ("metric", "A", "B", "B / A", "p", "test", "n"):
-        table.add_column(column, justify="left" if column in ("metric", "test") else "right")
+    for column in ("metric", "A", "B", "B / A", "p", "B is", "test", "n"):
+        table.add_column(column, justify="left" if column in ("metric", "test", "B is") else "right")
     for row in rows:
-        mark = " *" if row.significant else ""
-        table.add_row(
-            row.metric,
-            number(row.a, 4),
-            number(row.b, 4),
-            number(row.ratio, 3),
-            (number(row.p_value, 4) + mark) if row.p_value is not None else "-",
-            row.test,
-            f"{row.n_a}/{row.n_b}",
-        )
+        table.add_row(*_cells(row), row.test, f"{row.n_a}/{row.n_b}")
     out = console()
     out.print(table)
     out.print("* p < 0.05")
@@ -81,7 +81,9 @@ def _compare_sweeps(store: Any, sweep_a: str, sweep_b: str, output_format: str) 
                         "run": pair.name,
                         "a": pair.a.id,
                         "b": pair.b.id,
-                        "metrics": [asdict(m) | {"significant": m.significant} for m in pair.metrics],
+                        "metrics": [
+                            asdict(m) | {"significant": m.significant, "verdict": m.verdict} for m in pair.metrics
+                        ],
                     }
                     for pair in pairs
                 ],
@@ -91,24 +93,37 @@ def _compare_sweeps(store: Any, sweep_a: str, sweep_b: str, output_format: str) 
     from rich.markup import escape
     from rich.table import Table
 
-    from llmbench.cli._output import console, number
+    from llmbench.cli._output import console
 
     table = Table(title=escape(f"sweep A = {a}   sweep B = {b}: {len(pairs)} shared run(s)"))
-    for column in ("run", "metric", "A", "B", "B / A", "p", "n"):
-        table.add_column(column, justify="left" if column in ("run", "metric") else "right", overflow="fold")
+    for column in ("run", "metric", "A", "B", "B / A", "p", "B is", "n"):
+        table.add_column(column, justify="left" if column in ("run", "metric", "B is") else "right", overflow="fold")
     for pair in pairs:
         for index, row in enumerate(pair.metrics):
-            mark = " *" if row.significant else ""
             table.add_row(
                 escape(pair.name) if index == 0 else "",
-                row.metric,
-                number(row.a, 4),
-                number(row.b, 4),
-                number(row.ratio, 3),
-                (number(row.p_value, 4) + mark) if row.p_value is not None else "-",
+                *_cells(row),
                 f"{row.n_a}/{row.n_b}",
                 end_section=index == len(pair.metrics) - 1,
             )
     out = console()
     out.print(table)
     out.print("* p < 0.05 (Mann-Whitney U over repetitions)")
+
+
+def _cells(row: MetricComparison) -> tuple[str, ...]:
+    """Metric (with its unit), A, B (in that unit), B / A, p (starred when significant), verdict."""
+    from rich.markup import escape
+
+    from llmbench.cli._output import number
+    from llmbench.measurement.registry import format_number
+
+    mark = " *" if row.significant else ""
+    return (
+        escape(row.label or row.metric),
+        format_number(row.shown(row.a), row.digits),
+        format_number(row.shown(row.b), row.digits),
+        number(row.ratio, 3),
+        (number(row.p_value, 4) + mark) if row.p_value is not None else "-",
+        row.verdict,
+    )

@@ -21,9 +21,10 @@ def doctor_command(output_format: str) -> None:
     """
     from dataclasses import asdict
 
+    from llmbench.backends import backend_findings
     from llmbench.system.doctor import diagnose
 
-    findings = diagnose()
+    findings = diagnose(backend_findings)
     if output_format == "json":
         emit_json([asdict(finding) for finding in findings])
         return

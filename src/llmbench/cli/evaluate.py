@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from llmbench.cli._output import emit_json, format_option
-from llmbench.cli.run import _parse_options
+from llmbench.cli._setup import model_setup_options
+from llmbench.scoring import NORMALIZATIONS
+
+if TYPE_CHECKING:
+    from llmbench.harness import ModelSetup
 
 
 @click.command("eval")
 @click.argument("model", required=False)
-@click.option("-t", "--task", required=True, help="A .jsonl file, a BIG-bench task.json or its folder, or hf:FOLDER.")
-@click.option("-b", "--backend", help="llama.cpp or transformers (default: by model format).")
+@click.option("--task", required=True, help="A .jsonl file, a BIG-bench task.json or its folder, or hf:FOLDER.")
 @click.option("-k", "--shots", type=int, default=0, show_default=True, help="Demonstrations before each question.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for drawing the shots.")
 @click.option("--chat", is_flag=True, help="Wrap each question in the model's chat template.")
@@ -20,36 +25,34 @@ from llmbench.cli.run import _parse_options
     "--norm",
     "normalizations",
     multiple=True,
-    type=click.Choice(["sum", "per_char", "per_byte", "per_token", "pmi"]),
+    type=click.Choice(list(NORMALIZATIONS)),
     help="Normalizations to report (default: sum, per_char, per_token).",
 )
-@click.option("--n-ctx", type=int, default=2048, show_default=True)
-@click.option("--threads", type=int)
-@click.option("--device")
-@click.option("--dtype")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
+@click.option(
+    "--delimiter",
+    help="Between a prompt and its choice (default: a space for JSONL, as lm-eval's target_delimiter and "
+    "CAPPr; BIG-bench's own prefixes); '' for none.",
+)
+@model_setup_options()
 @format_option
 def eval_command(
-    model: str | None,
+    setup: ModelSetup,
     task: str,
-    backend: str | None,
     shots: int,
     seed: int,
     chat: bool,
     limit: int | None,
     normalizations: tuple[str, ...],
-    n_ctx: int,
-    threads: int | None,
-    device: str | None,
-    dtype: str | None,
-    options: tuple[str, ...],
+    delimiter: str | None,
     output_format: str,
 ) -> None:
     """Score each choice's probability after the question; report accuracy, calibration and speed.
 
     Accuracy comes per normalization with a 95% Wilson interval and the count; per-example results
     are stored, so `llmbench compare` can test two models on the same examples (McNemar), and an
-    interrupted evaluation resumes when the same command runs again.
+    interrupted evaluation resumes when the same command runs again. A JSONL prompt and its choice
+    are joined by --delimiter (a space unless the prompt ends or the choice starts with whitespace),
+    as lm-evaluation-harness and CAPPr do; see docs/evaluation.md.
 
     \b
     Examples:
@@ -58,23 +61,18 @@ def eval_command(
       llmbench eval ./SmolLM2-135M --backend transformers --task arithmetic/task.json --chat
     """
     from llmbench.cli._progress import rate_progress
-    from llmbench.scenarios.evaluation import EvalConfig, run_eval
+    from llmbench.scenarios.evaluation import DEFAULT_NORMALIZATIONS, EvalConfig, run_eval
     from llmbench.store import Store
 
     config = EvalConfig(
         task=task,
-        model=model,
-        backend=backend,
+        setup=setup,
         shots=shots,
         seed=seed,
         chat=chat,
         limit=limit,
-        normalizations=normalizations or ("sum", "per_char", "per_token"),  # type: ignore[arg-type]
-        n_ctx=n_ctx,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-        options=_parse_options(options),
+        normalizations=normalizations or DEFAULT_NORMALIZATIONS,  # type: ignore[arg-type]
+        delimiter=delimiter,
     )
     with Store() as store, rate_progress(output_format == "table", "scoring", "examples") as progress:
         record = run_eval(config, store, progress)

@@ -24,7 +24,7 @@ def inspect_command(models: tuple[str, ...], extra: bool, output_format: str) ->
       llmbench inspect ./Llama-2-7b-chat-hf ./llama2-qlora-adapter ./gpt2
       llmbench inspect model.gguf --format json
     """
-    from llmbench.models._inspect import inspect_model
+    from llmbench.models import inspect_model
 
     inspections = [inspect_model(model) for model in (models or (None,))]
     if output_format == "json":

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from llmbench.cli._output import emit_json, format_option
-from llmbench.cli.run import _parse_options
+from llmbench.cli._setup import model_setup_options
+
+if TYPE_CHECKING:
+    from llmbench.harness import ModelSetup
 
 
 def _numbers(values: tuple[str, ...], cast: type) -> list:  # type: ignore[type-arg]
@@ -37,7 +42,10 @@ def _numbers(values: tuple[str, ...], cast: type) -> list:  # type: ignore[type-
 @click.option("--requests", type=int, help="Requests per step (instead of, or before, --duration).")
 @click.option("--warmup", type=float, default=0.0, show_default=True, help="Seconds per step excluded from the window.")
 @click.option("-p", "--prompt-tokens", type=int, default=128, show_default=True, help="Synthetic prompt length.")
-@click.option("-n", "--max-tokens", type=int, default=64, show_default=True, help="Tokens per response.")
+@click.option(
+    "-n", "--max-new-tokens", "--max-tokens", type=int, default=64, show_default=True, help="Tokens per response."
+)
+@click.option("--allow-eos", is_flag=True, help="Let responses end at end-of-sequence instead of forcing -n tokens.")
 @click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), help='JSONL of {"prompt": ...} instead.')
 @click.option("--tokenizer", help="Model whose tokenizer makes exact-length prompts for a server (GGUF or HF folder).")
 @click.option("--model", "model_name", help="The model name sent to the server.")
@@ -55,12 +63,21 @@ def _numbers(values: tuple[str, ...], cast: type) -> list:  # type: ignore[type-
 @click.option("--slo-e2e", type=float, metavar="S", help="Goodput SLO: end-to-end latency, seconds.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Deadline of one request, seconds.")
 @click.option("--stall-timeout", type=float, default=60.0, show_default=True, help="Longest silence within a stream.")
-@click.option("-b", "--backend", help="Backend for a local model.")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend option (local model).")
+@click.option(
+    "--retries", type=int, default=0, show_default=True, help="Resends of a request whose connection failed unanswered."
+)
+@click.option(
+    "--max-error-rate",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Fail the run when a step's failed fraction exceeds this.",
+)
+@model_setup_options(model_param="target")
 @click.option("--no-store", is_flag=True, help="Do not save the result.")
 @format_option
 def load_command(
-    target: str,
+    setup: ModelSetup,
     concurrency: tuple[str, ...],
     rate: tuple[str, ...],
     saturation: int,
@@ -70,7 +87,8 @@ def load_command(
     requests: int | None,
     warmup: float,
     prompt_tokens: int,
-    max_tokens: int,
+    max_new_tokens: int,
+    allow_eos: bool,
     prompts_file: str | None,
     tokenizer: str | None,
     model_name: str | None,
@@ -82,8 +100,8 @@ def load_command(
     slo_e2e: float | None,
     timeout: float,
     stall_timeout: float,
-    backend: str | None,
-    options: tuple[str, ...],
+    retries: int,
+    max_error_rate: float,
     no_store: bool,
     output_format: str,
 ) -> None:
@@ -105,18 +123,17 @@ def load_command(
       llmbench load -c 1,2 --requests 8 -n 16          # the bundled SmolLM2, in-process
     """
     from llmbench.cli._progress import load_progress
-    from llmbench.serving import LoadConfig, run_load
+    from llmbench.scenarios.load import LoadConfig, run_load
     from llmbench.store import Store
 
     config = LoadConfig(
-        target=target,
-        backend=backend,
+        setup=setup,
         model_name=model_name,
         endpoint=endpoint,  # type: ignore[arg-type]
         api=api,
         api_key_env=api_key_env,
-        concurrency=_numbers(concurrency, int),
-        rates=_numbers(rate, float),
+        concurrency=tuple(_numbers(concurrency, int)),
+        rates=tuple(_numbers(rate, float)),
         saturation_steps=saturation,
         arrival=arrival,  # type: ignore[arg-type]
         burstiness=burstiness,
@@ -124,7 +141,8 @@ def load_command(
         requests=requests,
         warmup_s=warmup,
         prompt_tokens=prompt_tokens,
-        max_tokens=max_tokens,
+        max_new_tokens=max_new_tokens,
+        allow_eos=allow_eos,
         prompts_file=prompts_file,
         tokenizer=tokenizer,
         slo_ttft_s=slo_ttft,
@@ -132,16 +150,20 @@ def load_command(
         slo_e2e_s=slo_e2e,
         request_timeout_s=timeout,
         stall_timeout_s=stall_timeout,
-        options=_parse_options(options),
+        retries=retries,
+        max_error_rate=max_error_rate,
     )
     store = None if no_store else Store()
     with load_progress(output_format == "table") as progress:
-        record = run_load(config, store, progress)
-    from llmbench.serving import summary_rows
+        record = run_load(config, store, progress, reraise=False)
+    if record.result is not None:  # what was measured, also before a failure
+        if output_format == "json":
+            emit_json({**record.summary_row(), "config": record.config})
+        else:
+            from llmbench.cli._tables import print_load
 
-    if output_format == "json":
-        emit_json({**record.summary_row(), "config": record.config, "steps": summary_rows(record)})
-    else:
-        from llmbench.cli._tables import print_load
+            print_load(record)
+    if record.status != "ok":
+        from llmbench.errors import LLMBenchError
 
-        print_load(record, summary_rows(record))
+        raise LLMBenchError(record.error or f"the load test {record.status}")

@@ -47,7 +47,7 @@ def plan_command(
       llmbench plan ./Llama-2-7b-chat-hf --dtype int4 --context 4096 --device GPU:24GB
       llmbench plan model.gguf --context 8192 --kv-dtype q8_0 --format json
     """
-    from llmbench.planning._compare import plan_for
+    from llmbench.planning import plan_for
     from llmbench.system.cache import parse_size
 
     kind, _, size = device_spec.partition(":")

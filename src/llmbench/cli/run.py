@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from llmbench.cli._output import emit_json, format_option
+from llmbench.cli._setup import model_setup_options
 
-
-def _parse_options(values: tuple[str, ...]) -> dict[str, Any]:
-    from llmbench.errors import InvalidOptionError
-
-    options: dict[str, Any] = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise InvalidOptionError(f"option {item!r} is not KEY=VALUE", "write it as -o n_gpu_layers=20")
-        options[key.strip()] = _coerce(raw.strip())
-    return options
-
-
-def _coerce(raw: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    if raw.lower() in ("true", "false"):
-        return raw.lower() == "true"
-    return raw
+if TYPE_CHECKING:
+    from llmbench.harness import ModelSetup
 
 
 @click.command("run")
 @click.argument("model", required=False)
-@click.option("-b", "--backend", help="Backend name (default: llama.cpp for GGUF, transformers for folders).")
 @click.option(
     "-p",
     "--prompt-tokens",
@@ -49,18 +29,13 @@ def _coerce(raw: str) -> Any:
 @click.option("--chat", is_flag=True, help="Send the prompt through the model's chat template.")
 @click.option("-w", "--warmup", type=int, default=1, show_default=True, help="Untimed warm-up generations.")
 @click.option("-r", "--repetitions", type=int, default=5, show_default=True, help="Timed generations.")
-@click.option("--n-ctx", type=int, default=2048, show_default=True, help="Context size to allocate.")
-@click.option("-t", "--threads", type=int, help="CPU threads (default: all CPUs this process may use).")
-@click.option("--device", help="cpu, cuda, cuda:N, mps or auto.")
-@click.option("--dtype", help="auto, float32, bfloat16 or float16 (transformers).")
-@click.option("-o", "--option", "options", multiple=True, metavar="KEY=VALUE", help="Backend option, repeatable.")
+@model_setup_options()
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy.")
 @click.option("--no-store", is_flag=True, help="Do not save the result.")
 @format_option
 def run_command(
-    model: str | None,
-    backend: str | None,
+    setup: ModelSetup,
     prompt_tokens: int,
     max_new_tokens: int,
     allow_eos: bool,
@@ -68,11 +43,6 @@ def run_command(
     chat: bool,
     warmup: int,
     repetitions: int,
-    n_ctx: int,
-    threads: int | None,
-    device: str | None,
-    dtype: str | None,
-    options: tuple[str, ...],
     seed: int,
     temperature: float,
     no_store: bool,
@@ -83,7 +53,8 @@ def run_command(
     MODEL is a .gguf file, a Hugging Face model folder, a Hub id already in the local cache, or
     the URL of an OpenAI-compatible server (vLLM, llama.cpp, Ollama, TGI; -o model=NAME,
     -o api_key_env=VAR, -o tokenizer=PATH); without it the bundled SmolLM2-135M-Instruct (Q4_1
-    GGUF) is used.
+    GGUF) is used. Credentials in a URL (http://user:KEY@host) are sent as the auth header and
+    never stored.
 
     \b
     Examples:
@@ -99,25 +70,19 @@ def run_command(
     from llmbench.store import Store
 
     config = BenchmarkConfig(
-        model=model,
-        backend=backend,
+        setup=setup,
         prompt_tokens=prompt_tokens,
         max_new_tokens=max_new_tokens,
-        force_new_tokens=not allow_eos,
+        allow_eos=allow_eos,
         prompt=prompt,
         chat=chat,
         warmup=warmup,
         repetitions=repetitions,
-        n_ctx=n_ctx,
-        threads=threads,
-        device=device,
-        dtype=dtype,
-        options=_parse_options(options),
         seed=seed,
         temperature=temperature,
     )
     store = None if no_store else Store()
-    with run_progress(output_format == "table", config.model or "SmolLM2-135M-Instruct") as progress:
+    with run_progress(output_format == "table", setup.model or "SmolLM2-135M-Instruct") as progress:
         record = run_benchmark(config, store=store, progress=progress)
     if output_format == "json":
         emit_json({**record.summary_row(), "config": record.config, "environment": record.environment})

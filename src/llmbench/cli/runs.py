@@ -40,14 +40,12 @@ def show_command(run_id: str, output_format: str) -> None:
       llmbench show 3f2a
       llmbench show 3f2a --format json
     """
-    from dataclasses import asdict
-
-    from llmbench.cli._tables import print_run
+    from llmbench.cli._tables import print_record
     from llmbench.store import Store
 
     with Store() as store:
         record = store.get(run_id)
     if output_format == "json":
-        emit_json(asdict(record))
+        emit_json(record.to_json())
     else:
-        print_run(record, environment=True)
+        print_record(record, environment=True)

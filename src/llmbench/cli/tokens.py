@@ -22,7 +22,7 @@ def tokens_command(models: tuple[str, ...], text_file: str | None, output_format
       llmbench tokens --text README.md
       llmbench tokens --text article.txt ./gpt2 ./Llama-2-7b-hf model.gguf --format json
     """
-    from llmbench.models._tokens import token_stats
+    from llmbench.models import token_stats
 
     if text_file is None:
         from llmbench.measurement.prompts import PASSAGE

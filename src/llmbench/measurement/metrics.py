@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from llmbench.backends.base import Generation
+from llmbench.measurement.generation import Generation
 
 if TYPE_CHECKING:
     import numpy as np

@@ -1,5 +1,41 @@
-"""Turning a model argument into a local, validated model reference."""
+"""Models on this machine: resolving a model argument, its spec, parameters and tokenizer.
 
+What other packages use is exported here; the ``_private`` modules stay inside ``models``. Nothing
+here imports a runtime library at import time (``import_llama_cpp`` and ``import_transformers`` do
+it when called, with the install hint when the library is absent).
+"""
+
+from llmbench.models._gguf import GGUFHeader, read_gguf_header
+from llmbench.models._inspect import FIELDS as INSPECT_FIELDS
+from llmbench.models._inspect import Inspection, inspect_model
+from llmbench.models._inspect import cell as inspect_cell
+from llmbench.models._params import ParameterCount, count_parameters
 from llmbench.models._resolve import DEFAULT_MODEL_NAME, ModelRef, default_model_path, resolve_model
+from llmbench.models._runtimes import import_llama_cpp, import_transformers, quiet_stderr
+from llmbench.models._spec import ModelSpec, read_spec
+from llmbench.models._tokens import LocalTokenizer, TokenStats, load_tokenizer, token_stats, tokenizer_for
 
-__all__ = ["DEFAULT_MODEL_NAME", "ModelRef", "default_model_path", "resolve_model"]
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "INSPECT_FIELDS",
+    "GGUFHeader",
+    "Inspection",
+    "LocalTokenizer",
+    "ModelRef",
+    "ModelSpec",
+    "ParameterCount",
+    "TokenStats",
+    "count_parameters",
+    "default_model_path",
+    "import_llama_cpp",
+    "import_transformers",
+    "inspect_cell",
+    "inspect_model",
+    "load_tokenizer",
+    "quiet_stderr",
+    "read_gguf_header",
+    "read_spec",
+    "resolve_model",
+    "token_stats",
+    "tokenizer_for",
+]

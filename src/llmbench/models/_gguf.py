@@ -20,6 +20,8 @@ from llmbench.errors import InvalidModelError
 MAGIC = b"GGUF"
 _ARRAY_KEEP = 64
 """Arrays longer than this are recorded as ``{"type": ..., "length": n}``."""
+_MAX_NESTING = 8
+"""Arrays of arrays deeper than this are corrupt (the format's writers nest at most two levels)."""
 
 _SCALARS = {
     0: "<B",
@@ -67,6 +69,7 @@ class _Cursor:
         self.buffer = buffer
         self.position = 0
         self.path = path
+        self.nesting = 0
 
     def unpack(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
@@ -95,12 +98,18 @@ class _Cursor:
         if value_type == _STRING:
             return self.string()
         if value_type == _ARRAY:
+            if self.nesting >= _MAX_NESTING:
+                raise _Corrupt(f"arrays nested more than {_MAX_NESTING} levels deep")
             item_type = self.unpack("<I")
             length = self.unpack("<Q")
-            if length > _ARRAY_KEEP:
-                self._skip_array(item_type, length)
-                return {"type": _type_name(item_type), "length": length}
-            return [self.value(item_type) for _ in range(length)]
+            self.nesting += 1
+            try:
+                if length > _ARRAY_KEEP:
+                    self._skip_array(item_type, length)
+                    return {"type": _type_name(item_type), "length": length}
+                return [self.value(item_type) for _ in range(length)]
+            finally:
+                self.nesting -= 1
         fmt = _SCALARS.get(value_type)
         if fmt is None:
             raise _Corrupt(f"unknown metadata value type {value_type}")
@@ -128,6 +137,11 @@ class _Truncated(Exception):
 
 class _Corrupt(Exception):
     pass
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _type_name(code: int) -> str:
@@ -188,7 +202,7 @@ def _parse(buffer: mmap.mmap, path: Path) -> GGUFHeader:
         name = cursor.string()
         n_dims = cursor.unpack("<I")
         if n_dims > 8:
-            raise _Corrupt(f"tensor {name} has {n_dims} dimensions")
+            raise _Corrupt(f"tensor {_brief(name)} has {n_dims} dimensions")
         shape = tuple(cursor.unpack("<Q") for _ in range(n_dims))
         type_code = cursor.unpack("<I")
         offset = cursor.unpack("<Q")
@@ -196,12 +210,14 @@ def _parse(buffer: mmap.mmap, path: Path) -> GGUFHeader:
             qtype = GGMLQuantizationType(type_code)
             block, block_bytes = GGML_QUANT_SIZES[qtype]
         except (ValueError, KeyError):
-            raise _Corrupt(f"tensor {name} has unknown type {type_code}") from None
+            raise _Corrupt(f"tensor {_brief(name)} has unknown type {type_code}") from None
         n_elements = 1
         for dim in shape:
             n_elements *= dim
         tensors.append(TensorInfo(name, shape, qtype.name, offset, n_elements, n_elements // block * block_bytes))
-    alignment = int(metadata.get("general.alignment", 32))
+    alignment = metadata.get("general.alignment", 32)
+    if type(alignment) is not int or not 1 <= alignment <= 1 << 20:
+        raise _Corrupt(f"general.alignment is {_brief(alignment)}, not a whole number of bytes from 1 to 1 MiB")
     data_offset = -(-cursor.position // alignment) * alignment
     end = max((t.offset + t.n_bytes for t in tensors), default=0)
     if tensors and data_offset + end > len(buffer):  # a vocab-only file may end right after its header

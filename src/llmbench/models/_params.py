@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.errors import InvalidModelError, LLMBenchError
-from llmbench.models._spec import ModelSpec, transformers_config
+from llmbench.models._spec import ModelSpec, quiet_transformers, transformers_config
 
 _EMBEDDING_NAMES = re.compile(
     r"(^|\.)(embed_tokens|wte|wpe|word_embeddings|position_embeddings|token_type_embeddings|shared|"
@@ -61,7 +61,11 @@ def count_parameters(spec: ModelSpec) -> ParameterCount:
 
 
 def meta_model(folder: Path) -> Any | None:
-    """The model of ``folder`` built on the meta device (no memory), or None if transformers can't."""
+    """The model of ``folder`` built on the meta device (no memory), or None if transformers can't.
+
+    A model class that takes the config but fails to build from it (sizes that do not fit
+    together) is an :class:`InvalidModelError` with the reason.
+    """
     config = transformers_config(folder)
     if config is None:
         return None
@@ -69,18 +73,30 @@ def meta_model(folder: Path) -> Any | None:
     from accelerate import init_empty_weights
 
     architectures = getattr(config, "architectures", None) or []
-    candidates: list[Any] = [getattr(transformers, name) for name in architectures if hasattr(transformers, name)]
+    candidates: list[Any] = [
+        getattr(transformers, name) for name in architectures if isinstance(name, str) and hasattr(transformers, name)
+    ]
     candidates += [transformers.AutoModelForCausalLM, transformers.AutoModelForSeq2SeqLM, transformers.AutoModel]
+    refused: Exception | None = None
     for cls in candidates:
-        try:
-            with init_empty_weights():
+        if cls.__name__.startswith("Auto") and type(config) not in cls._model_mapping:
+            continue  # this kind of model has no class for the architecture
+        try:  # buffers too on the meta device: a config may size one (a causal mask, rotary tables) in GB
+            with quiet_transformers(), init_empty_weights(include_buffers=True):
                 model = cls.from_config(config) if cls.__name__.startswith("Auto") else cls(config)
-        except (ValueError, KeyError, TypeError):
+        except Exception as exc:  # the class takes the config, but its sizes break the model's construction
+            refused = exc
             continue
         # from_pretrained ties shared tensors, a bare constructor may not; outside init_empty_weights,
         # whose patched register_parameter would copy the tied tensor.
         model.tie_weights()
         return model
+    if refused is not None:
+        reason = " ".join(str(refused).split())[:160] or type(refused).__name__
+        raise InvalidModelError(
+            f"cannot build the model {folder / 'config.json'} describes ({reason})",
+            "check its sizes (hidden size, heads, layers) or re-download config.json",
+        )
     return None
 
 
@@ -103,9 +119,15 @@ def _from_safetensors(files: list[Path]) -> ParameterCount:
         for name, info in _safetensors_header(path).items():
             if name == "__metadata__":
                 continue
+            shape = info.get("shape") if isinstance(info, dict) else None
+            if not isinstance(shape, list) or not all(type(dim) is int and dim >= 0 for dim in shape):
+                raise InvalidModelError(
+                    f"{path} has a corrupt safetensors header (tensor {name[:60]!r} has no valid shape)",
+                    "re-download the weights",
+                )
             count = 1
-            for dim in info["shape"]:
-                count *= int(dim)
+            for dim in shape:
+                count *= dim
             total += count
             if _EMBEDDING_NAMES.search(name):
                 embedding += count
@@ -119,8 +141,11 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
             if length > 100_000_000:
                 raise ValueError(f"header length {length}")
             header = json.loads(handle.read(length))
-    except (OSError, struct.error, ValueError) as exc:
-        raise InvalidModelError(f"{path} has a corrupt safetensors header ({exc})", "re-download the weights") from None
+    except (OSError, struct.error, ValueError, RecursionError) as exc:
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise InvalidModelError(
+            f"{path} has a corrupt safetensors header ({reason})", "re-download the weights"
+        ) from None
     if not isinstance(header, dict):
         raise InvalidModelError(f"{path} has a corrupt safetensors header", "re-download the weights")
     return header

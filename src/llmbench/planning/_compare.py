@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from llmbench.models import resolve_model
-from llmbench.models._params import count_parameters
-from llmbench.models._spec import read_spec
+from llmbench.measurement.results import GenerationResult, MemoryUsage
+from llmbench.models import ModelRef, count_parameters, read_spec, resolve_model
 from llmbench.planning._plan import MemoryPlan, PlanRequest, plan_memory
 
 
@@ -75,17 +74,15 @@ def plan_for(
     device: Literal["cpu", "gpu"],
     device_bytes: int | None,
 ) -> PlanResult:
-    from llmbench.backends import default_backend_for
-
     ref = resolve_model(model)
     spec = read_spec(ref)
     params = count_parameters(spec)
-    backend = backend or default_backend_for(ref.format)
+    backend = backend or planned_backend(ref)
     measured_run = _matching_run(str(ref.path), backend, dtype, context, prompt) if device == "cpu" else None
     baseline = baseline_source = None
     if measured_run is not None:
-        baseline = measured_run["metrics"].get("rss_before_load_bytes")
-        baseline_source = f"measured in run {measured_run['id']}"
+        baseline = measured_run.memory.rss_before_load_bytes
+        baseline_source = f"measured in run {measured_run.run_id}"
     request = PlanRequest(
         backend=backend,
         context=context,
@@ -100,9 +97,18 @@ def plan_for(
     )
     plan = plan_memory(spec, params, request, baseline_source)
     measured = None
-    if measured_run is not None:
-        measured = Measured(measured_run["id"], measured_run["metrics"]["peak_rss_bytes"], measured_run["created_at"])
+    if measured_run is not None and measured_run.memory.peak_rss_bytes:
+        measured = Measured(measured_run.run_id, measured_run.memory.peak_rss_bytes, measured_run.created_at)
     return PlanResult(plan, measured)
+
+
+def planned_backend(model: ModelRef) -> str:
+    """The backend a plan assumes when none is named: llama.cpp for a GGUF file, transformers otherwise.
+
+    The memory model knows these two (``PROCESS_BASELINE``); they are also the backends a local
+    model of each format runs on by default.
+    """
+    return "llama.cpp" if model.format == "gguf" else "transformers"
 
 
 def kv_context(backend: str, config: dict[str, Any]) -> int:
@@ -112,9 +118,16 @@ def kv_context(backend: str, config: dict[str, Any]) -> int:
     return int(config.get("prompt_length") or config.get("prompt_tokens") or 0) + int(config.get("max_new_tokens") or 0)
 
 
+@dataclass(frozen=True)
+class _StoredRun:
+    run_id: str
+    created_at: str
+    memory: MemoryUsage
+
+
 def _matching_run(
     model_path: str, backend: str, dtype: str | None, context: int, prompt: int | None
-) -> dict[str, Any] | None:
+) -> _StoredRun | None:
     """The newest successful stored run of this model, backend, dtype and KV context, if any."""
     from llmbench.store import Store
 
@@ -127,7 +140,7 @@ def _matching_run(
                 continue
             if prompt is not None and config.get("prompt_length") != prompt:
                 continue
-            metrics = record.metrics or {}
-            if metrics.get("peak_rss_bytes"):
-                return {"id": record.id, "metrics": metrics, "created_at": record.created_at}
+            result = record.result
+            if isinstance(result, GenerationResult) and result.memory.peak_rss_bytes:
+                return _StoredRun(record.id, record.created_at, result.memory)
     return None

@@ -45,8 +45,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from llmbench.errors import InvalidOptionError
-from llmbench.models._params import ParameterCount
-from llmbench.models._spec import ModelSpec
+from llmbench.models import ModelSpec, ParameterCount
 
 MiB = 1 << 20
 PROCESS_BASELINE = {"llama.cpp": 60 * MiB, "transformers": 260 * MiB}
@@ -137,7 +136,7 @@ def _weights(spec: ModelSpec, params: ParameterCount, request: PlanRequest) -> t
     dtype = request.dtype
     if dtype is None:
         if spec.source == "gguf" and request.backend == "llama.cpp":
-            from llmbench.models._gguf import read_gguf_header
+            from llmbench.models import read_gguf_header
 
             exact = sum(t.n_bytes for t in read_gguf_header(spec.path).tensors)
             return exact, str(spec.dtype or "gguf"), "exact bytes of the GGUF tensors"
@@ -233,7 +232,7 @@ def plan_memory(
 
 def _loader_transient(spec: ModelSpec, params: ParameterCount, weights_format: str, weights: int) -> PlanTerm | None:
     if spec.source == "gguf":
-        from llmbench.models._gguf import read_gguf_header
+        from llmbench.models import read_gguf_header
 
         tensors = read_gguf_header(spec.path).tensors
         file_bytes = sum(t.n_bytes for t in tensors)

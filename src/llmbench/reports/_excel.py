@@ -11,12 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from llmbench.measurement import registry
+from llmbench.measurement.metrics import Summary
+from llmbench.reports._escape import spreadsheet_formula
+from llmbench.reports._imports import import_workbook
 from llmbench.reports._rows import (
-    SUMMARY_METRICS,
+    STEP_COLUMNS,
     Column,
     ReportRun,
     environment_row,
     rows,
+    step_rows,
     used_columns,
 )
 
@@ -27,13 +32,7 @@ _MAX_WIDTH = 60
 
 
 def write_excel(runs: Sequence[ReportRun], path: Path) -> None:
-    try:
-        from openpyxl import Workbook
-    except ImportError:
-        from llmbench.errors import missing_extra
-
-        raise missing_extra("openpyxl", "reports") from None
-    book = Workbook()
+    book = import_workbook()()
     book.remove(book.worksheets[0])
     summary = book.create_sheet("Summary")
     table = rows(runs)
@@ -42,6 +41,10 @@ def write_excel(runs: Sequence[ReportRun], path: Path) -> None:
     _highlight(summary, columns, len(table))
     _metrics_sheet(book.create_sheet("Metrics"), runs)
     _repetitions_sheet(book.create_sheet("Repetitions"), runs)
+    steps = step_rows(runs)
+    if steps:
+        step_columns = used_columns(steps, STEP_COLUMNS)
+        _fill(book.create_sheet("Load steps"), [c.label for c in step_columns], [[r.get(c.key) for c in step_columns] for r in steps], step_columns)  # fmt: skip
     _environment_sheet(book.create_sheet("Environment"), runs)
     book.save(path)
 
@@ -62,6 +65,9 @@ def _fill(sheet: Any, header: Sequence[str], body: Sequence[Sequence[Any]], colu
         cell.fill = PatternFill("solid", fgColor=_HEADER_FILL)
     for values in body:
         sheet.append([_cell_value(value) for value in values])
+        for cell in sheet[sheet.max_row]:
+            if spreadsheet_formula(cell.value):
+                cell.data_type = "s"  # text, never a formula (openpyxl makes "=..." one)
     widths = [len(str(h)) for h in header]
     for index, column in enumerate(columns):
         fmt = _number_format(column)
@@ -101,7 +107,7 @@ def _highlight(sheet: Any, columns: Sequence[Column], count: int) -> None:
             continue
         letter = get_column_letter(index)
         area = f"${letter}$2:${letter}${count + 1}"
-        best, worst = ("MAX", "MIN") if column.better == "high" else ("MIN", "MAX")
+        best, worst = ("MAX", "MIN") if column.better == "higher" else ("MIN", "MAX")
         for function, color in ((best, _BEST_FILL), (worst, _WORST_FILL)):
             formula = f"AND(ISNUMBER({letter}2),{letter}2={function}({area}),COUNT({area})>1)"
             rule = FormulaRule(  # type: ignore[no-untyped-call]
@@ -116,50 +122,38 @@ _METRIC_HEADER = ("run", "model", "backend", "settings", "metric", "unit", "coun
 def _metrics_sheet(sheet: Any, runs: Sequence[ReportRun]) -> None:
     body = []
     for run in runs:
-        summary = (run.record.metrics or {}).get("summary") or {}
-        for metric, unit, factor in SUMMARY_METRICS:
-            stats = summary.get(metric)
-            if not stats or not stats.get("count"):
+        result = run.record.result
+        if result is None:
+            continue
+        for metric in registry.GENERATION_SUMMARY:
+            stats = metric.read(result)
+            if not isinstance(stats, Summary) or not stats.count:
                 continue
-            values = [_scaled(stats.get(name), factor) for name in ("mean", "std", "min", "p50", "p90", "p99", "max")]
+            values = [metric.value(result, name) for name in registry.STATS]
             body.append(
-                [run.record.id, run.label, run.record.backend, run.settings, metric, unit, stats["count"], *values]
-            )
+                [run.record.id, run.label, run.record.backend, run.settings, metric.key, metric.unit, stats.count, *values]
+            )  # fmt: skip
     number = Column("value", "value", "x", digits=4)
-    count = Column("count", "count", "count", digits=0)
-    _fill(sheet, _METRIC_HEADER, body, [None] * 6 + [count] + [number] * 7)
-
-
-def _scaled(value: Any, factor: float) -> float | None:
-    return float(value) * factor if isinstance(value, (int, float)) else None
+    count_column = Column("count", "count", "count", digits=0)
+    _fill(sheet, _METRIC_HEADER, body, [None] * 6 + [count_column] + [number] * 7)
 
 
 def _repetitions_sheet(sheet: Any, runs: Sequence[ReportRun]) -> None:
+    shown = (registry.TTFT, registry.DECODE, registry.ITL, registry.E2E)
     header = ("run", "model", "backend", "settings", "repetition", "warm-up", "prompt tokens", "output tokens",
-              "TTFT (ms)", "decode (tok/s)", "ITL (ms)", "e2e (ms)")  # fmt: skip
+              *(metric.title for metric in shown))  # fmt: skip
     body = []
     for run in runs:
         for rep in run.repetitions:
             m = rep.metrics
+            values = [metric.shown(metric.repetition_value(m)) for metric in shown]
             body.append(
-                [
-                    run.record.id,
-                    run.label,
-                    run.record.backend,
-                    run.settings,
-                    rep.index,
-                    rep.warmup,
-                    m.get("prompt_tokens"),
-                    m.get("output_tokens"),
-                    _scaled(m.get("ttft_s"), 1000),
-                    m.get("decode_tok_s"),
-                    _scaled(m.get("itl_s"), 1000),
-                    _scaled(m.get("e2e_s"), 1000),
-                ]
-            )
-    ms = Column("ms", "ms", "ms", digits=2)
+                [run.record.id, run.label, run.record.backend, run.settings, rep.index, rep.warmup,
+                 m.prompt_tokens, m.output_tokens, *values]
+            )  # fmt: skip
     tokens = Column("tokens", "tokens", "tokens", digits=0)
-    _fill(sheet, header, body, [None] * 6 + [tokens, tokens, ms, Column("t", "t", "tok/s", digits=1), ms, ms])
+    columns = [Column(m.key, m.title, m.unit, digits=m.digits) for m in shown]
+    _fill(sheet, header, body, [None] * 6 + [tokens, tokens, *columns])
 
 
 def _environment_sheet(sheet: Any, runs: Sequence[ReportRun]) -> None:

@@ -15,9 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llmbench.reports._rows import Column, ReportRun, rows, used_columns
+from llmbench.measurement import registry
+from llmbench.measurement.results import LoadResult
+from llmbench.reports._imports import import_plotly_io
+from llmbench.reports._rows import STEP_COLUMNS, Column, ReportRun, rows, step_rows, used_columns
 
-_SUMMARY_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "ttft_p99_ms", "decode_tok_s", "itl_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "id")  # fmt: skip
+_SUMMARY_KEYS = ("model", "backend", "settings", "status", "kind", "load_s", "ttft_ms", "ttft_p99_ms", "decode_tok_s", "itl_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; font-size: 0.85rem; margin-bottom: 2rem; }
@@ -36,12 +39,7 @@ def _label(text: str) -> str:
 
 
 def write_html(runs: Sequence[ReportRun], path: Path, title: str = "llmbench report") -> None:
-    try:
-        import plotly.io as pio
-    except ImportError:
-        from llmbench.errors import missing_extra
-
-        raise missing_extra("plotly", "reports") from None
+    pio = import_plotly_io()
     figures = [
         ("Decode throughput", _decode_bars(runs), "Mean decode tokens/s per run; bars show one standard deviation."),
         ("Time to first token", _box(runs, "ttft"), "Per repetition (warm-ups excluded)."),
@@ -66,6 +64,7 @@ def write_html(runs: Sequence[ReportRun], path: Path, title: str = "llmbench rep
             f"<h1>{html.escape(title)}</h1>",
             f'<p class="note">{len(runs)} run(s), generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>',
             _summary_table(runs),
+            _steps_table(runs),
             *parts,
             _failures(runs),
             _machine(runs),
@@ -95,17 +94,20 @@ def _decode_bars(runs: Sequence[ReportRun]) -> Any:
     figure = go.Figure()
     for backend in sorted({run.record.backend for run in _ok(runs)}):
         chosen = [run for run in _ok(runs) if run.record.backend == backend]
-        summaries = [((run.record.metrics or {}).get("summary") or {}).get("decode_tok_s") or {} for run in chosen]
         figure.add_bar(
             name=_label(backend),
             x=[_label(f"{run.label} {run.settings}".strip()) for run in chosen],
-            y=[summary.get("mean") for summary in summaries],
-            error_y={"type": "data", "array": [summary.get("std") or 0 for summary in summaries]},
+            y=[registry.DECODE.value(run.record.result) if run.record.result else None for run in chosen],
+            error_y={"type": "data", "array": [_decode_std(run) for run in chosen]},
         )
     if not figure.data:
         return None
     figure.update_layout(barmode="group", yaxis_title="decode tokens/s", xaxis_title="model and settings")
     return figure
+
+
+def _decode_std(run: ReportRun) -> float:
+    return (registry.DECODE.value(run.record.result, "std") if run.record.result else None) or 0.0
 
 
 def _box(runs: Sequence[ReportRun], metric: str) -> Any:
@@ -115,9 +117,10 @@ def _box(runs: Sequence[ReportRun], metric: str) -> Any:
     for run in _ok(runs):
         measured = [rep for rep in run.repetitions if not rep.warmup]
         if metric == "ttft":
-            values = [rep.metrics["ttft_s"] * 1000 for rep in measured if rep.metrics.get("ttft_s") is not None]
+            shown = (registry.TTFT.shown(registry.TTFT.repetition_value(rep.metrics)) for rep in measured)
+            values = [value for value in shown if value is not None]
         else:
-            values = [gap * 1000 for rep in measured for gap in rep.itl_gaps]
+            values = [gap * registry.ITL_GAPS.scale for rep in measured for gap in rep.itl_gaps]
         if values:
             figure.add_box(y=values, name=_label(run.name), boxpoints="outliers" if metric == "itl" else "all")
     if not figure.data:
@@ -159,16 +162,17 @@ def _load_curves(runs: Sequence[ReportRun]) -> Any:
 
     figure = go.Figure()
     for run in runs:
-        steps = (run.record.metrics or {}).get("steps") if run.record.kind == "load" else None
+        result = run.record.result
+        steps = result.steps if isinstance(result, LoadResult) else ()
         if not steps:
             continue
-        x = [step.get("output_tok_s") for step in steps]
+        x = [registry.OUTPUT_RATE.value(step) for step in steps]
         for stat in ("p50", "p99"):
             figure.add_scatter(
                 name=_label(f"{run.name} e2e {stat}"),
                 mode="lines+markers",
                 x=x,
-                y=[((step.get("e2e_s") or {}).get(stat) or 0) * 1000 for step in steps],
+                y=[registry.E2E.value(step, stat) for step in steps],
             )
     if not figure.data:
         return None
@@ -200,7 +204,17 @@ def _quality_scatter(runs: Sequence[ReportRun]) -> Any:
 def _summary_table(runs: Sequence[ReportRun]) -> str:
     table = rows(runs)
     used = {column.key: column for column in used_columns(table)}
-    columns = [used[key] for key in _SUMMARY_KEYS if key in used]
+    return _table(table, [used[key] for key in _SUMMARY_KEYS if key in used])
+
+
+def _steps_table(runs: Sequence[ReportRun]) -> str:
+    table = step_rows(runs)
+    if not table:
+        return ""
+    return "<h2>Load steps</h2>" + _table(table, used_columns(table, STEP_COLUMNS))
+
+
+def _table(table: Sequence[dict[str, Any]], columns: Sequence[Column]) -> str:
     extremes = {c.key: _extremes(table, c) for c in columns if c.better}
     out = ["<table><thead><tr>", *(f"<th>{html.escape(c.label)}</th>" for c in columns), "</tr></thead><tbody>"]
     for row in table:
@@ -217,7 +231,7 @@ def _extremes(table: Sequence[dict[str, Any]], column: Column) -> tuple[float, f
     if len(values) < 2 or min(values) == max(values):
         return None
     high, low = max(values), min(values)
-    return (high, low) if column.better == "high" else (low, high)
+    return (high, low) if column.better == "higher" else (low, high)
 
 
 def _cell(value: Any, column: Column, extremes: tuple[float, float] | None) -> str:
@@ -239,9 +253,8 @@ def _failures(runs: Sequence[ReportRun]) -> str:
     for run in failed:
         out.append(f"<h3>{html.escape(run.name)} ({html.escape(run.record.id)})</h3>")
         out.append(f"<p>{html.escape(run.record.error or run.record.status)}</p>")
-        tail = (run.record.metrics or {}).get("stderr_tail")
-        if tail:
-            out.append(f"<pre>{html.escape(str(tail))}</pre>")
+        if run.record.stderr_tail:
+            out.append(f"<pre>{html.escape(run.record.stderr_tail)}</pre>")
     return "\n".join(out)
 
 

@@ -1,82 +1,53 @@
 """What every report shows: stored runs flattened into rows of named, typed columns.
 
-Columns carry their unit and which direction is better, so each writer (Excel, CSV, Markdown,
-HTML) formats and highlights them the same way. Times are in milliseconds (load in seconds),
-memory in MiB, throughput in tokens per second.
+The metric columns, their units and which direction is better come from the metric registry
+(:mod:`llmbench.measurement.registry`), so each writer (Excel, CSV, Markdown, HTML) formats and
+highlights them the same way as the tables. Times are in milliseconds (load in seconds), memory
+in MiB, throughput in tokens per second.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from llmbench.measurement import registry
+from llmbench.measurement.registry import Column as Column
+from llmbench.measurement.results import EvalResult, LoadResult, LoadStep, error_counts
 from llmbench.store import Repetition, RunRecord, Store
 
-Better = Literal["high", "low"] | None
-_MIB = 2**20
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    unit: str = ""
-    better: Better = None
-    """``high`` or ``low`` for metrics where one direction wins; None for descriptive columns."""
-    digits: int = 2
-
-    @property
-    def numeric(self) -> bool:
-        return self.unit != ""
-
-
-COLUMNS: tuple[Column, ...] = (
+_DESCRIBE = (
     Column("id", "run"),
     Column("model", "model"),
     Column("backend", "backend"),
     Column("settings", "settings"),
     Column("status", "status"),
+    Column("kind", "kind"),
     Column("prompt_tokens", "prompt tokens", "tokens", digits=0),
-    Column("output_tokens", "output tokens", "tokens", digits=0),
-    Column("repetitions", "repetitions", "count", digits=0),
-    Column("load_s", "load (s)", "s", "low"),
-    Column("ttft_ms", "TTFT mean (ms)", "ms", "low", 1),
-    Column("ttft_p50_ms", "TTFT p50 (ms)", "ms", "low", 1),
-    Column("ttft_p90_ms", "TTFT p90 (ms)", "ms", "low", 1),
-    Column("ttft_p99_ms", "TTFT p99 (ms)", "ms", "low", 1),
-    Column("prefill_tok_s", "prefill (tok/s)", "tok/s", "high", 1),
-    Column("decode_tok_s", "decode mean (tok/s)", "tok/s", "high", 1),
-    Column("decode_tok_s_std", "decode std (tok/s)", "tok/s", None, 1),
-    Column("itl_ms", "ITL mean (ms)", "ms", "low", 2),
-    Column("itl_p50_ms", "ITL p50 (ms)", "ms", "low", 2),
-    Column("itl_p99_ms", "ITL p99 (ms)", "ms", "low", 2),
-    Column("e2e_ms", "e2e mean (ms)", "ms", "low", 1),
-    Column("e2e_p50_ms", "e2e p50 (ms)", "ms", "low", 1),
-    Column("e2e_p90_ms", "e2e p90 (ms)", "ms", "low", 1),
-    Column("e2e_p99_ms", "e2e p99 (ms)", "ms", "low", 1),
-    Column("peak_rss_mib", "peak RSS (MiB)", "MiB", "low", 1),
-    Column("peak_vram_mib", "peak VRAM (MiB)", "MiB", "low", 1),
-    Column("model_size_mib", "model size (MiB)", "MiB", None, 1),
-    Column("accuracy", "accuracy", "fraction", "high", 3),
+)
+_NOTES = (
+    Column("errors", "failed requests"),
     Column("error", "error"),
     Column("sweep_id", "sweep"),
     Column("created_at", "created"),
 )
-COLUMNS_BY_KEY = {column.key: column for column in COLUMNS}
-
-SUMMARY_METRICS: tuple[tuple[str, str, float], ...] = (
-    ("ttft_s", "ms", 1000.0),
-    ("prefill_tok_s", "tok/s", 1.0),
-    ("decode_tok_s", "tok/s", 1.0),
-    ("itl_s", "ms", 1000.0),
-    ("itl_gap_s", "ms", 1000.0),
-    ("e2e_s", "ms", 1000.0),
-    ("e2e_tok_s", "tok/s", 1.0),
-    ("output_tokens", "tokens", 1.0),
+COLUMNS: tuple[Column, ...] = (*_DESCRIBE, *registry.COLUMNS, *_NOTES)
+"""Every column of a report's summary, in order: what ran, what it measured (the registry's), notes."""
+STEP_COLUMNS: tuple[Column, ...] = (
+    Column("id", "run"),
+    Column("model", "model"),
+    Column("step", "step"),
+    Column("sent", "sent", "count", digits=0),
+    Column("ok", "ok", "count", digits=0),
+    Column("failed", "failed", "count", digits=0),
+    Column("errors", "errors"),
+    Column("retries", "retries", "count", digits=0),
+    *registry.STEP_COLUMNS,
+    Column("client_bound", "client behind"),
+    Column("step_status", "step status"),
 )
-"""Per-metric sheet rows: (metric in the stored summary, unit shown, factor from stored units)."""
+"""The columns of a load test's step rows."""
 
 
 @dataclass
@@ -129,75 +100,67 @@ def _accuracies(store: Store) -> dict[str, float]:
     """The newest finished evaluation's accuracy per model (its first normalization)."""
     found: dict[str, float] = {}
     for record in store.runs(kind="eval"):
-        if record.status != "ok" or not record.metrics:
+        if record.status != "ok" or not isinstance(record.result, EvalResult):
             continue
         model = str(record.config.get("model_path") or record.model)
-        accuracy = record.metrics.get("accuracy") or {}
-        first = next(iter(accuracy.values()), None)
-        if model not in found and first and first.get("accuracy") is not None:
-            found[model] = float(first["accuracy"])
+        accuracy = registry.ACCURACY.value(record.result)
+        if model not in found and accuracy is not None:
+            found[model] = accuracy
     return found
-
-
-def _stat(summary: dict[str, Any], metric: str, stat: str, factor: float = 1.0) -> float | None:
-    value = (summary.get(metric) or {}).get(stat)
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return None
-    return float(value) * factor
-
-
-def _mib(value: Any) -> float | None:
-    return float(value) / _MIB if value is not None else None
 
 
 def row(run: ReportRun) -> dict[str, Any]:
     """The run as a flat row keyed by :data:`COLUMNS`."""
     record = run.record
-    metrics = record.metrics or {}
-    summary = metrics.get("summary") or {}
     config = record.config
-    vram = metrics.get("peak_vram_allocated_bytes") or metrics.get("peak_vram_nvml_bytes")
-    return {
+    flat: dict[str, Any] = {
         "id": record.id,
         "model": run.label,
         "backend": record.backend,
         "settings": run.settings,
         "status": record.status,
+        "kind": record.kind,
         "prompt_tokens": config.get("prompt_length") or config.get("prompt_tokens"),
-        "output_tokens": _stat(summary, "output_tokens", "mean"),
-        "repetitions": metrics.get("repetitions"),
-        "load_s": metrics.get("load_s"),
-        "ttft_ms": _stat(summary, "ttft_s", "mean", 1000),
-        "ttft_p50_ms": _stat(summary, "ttft_s", "p50", 1000),
-        "ttft_p90_ms": _stat(summary, "ttft_s", "p90", 1000),
-        "ttft_p99_ms": _stat(summary, "ttft_s", "p99", 1000),
-        "prefill_tok_s": _stat(summary, "prefill_tok_s", "mean"),
-        "decode_tok_s": _stat(summary, "decode_tok_s", "mean"),
-        "decode_tok_s_std": _stat(summary, "decode_tok_s", "std"),
-        "itl_ms": _stat(summary, "itl_s", "mean", 1000),
-        "itl_p50_ms": _stat(summary, "itl_gap_s", "p50", 1000),
-        "itl_p99_ms": _stat(summary, "itl_gap_s", "p99", 1000),
-        "e2e_ms": _stat(summary, "e2e_s", "mean", 1000),
-        "e2e_p50_ms": _stat(summary, "e2e_s", "p50", 1000),
-        "e2e_p90_ms": _stat(summary, "e2e_s", "p90", 1000),
-        "e2e_p99_ms": _stat(summary, "e2e_s", "p99", 1000),
-        "peak_rss_mib": _mib(metrics.get("peak_rss_bytes")),
-        "peak_vram_mib": _mib(vram),
-        "model_size_mib": _mib(metrics.get("model_size_bytes")),
-        "accuracy": run.accuracy,
-        "error": record.error,
-        "sweep_id": record.sweep_id,
-        "created_at": record.created_at,
     }
+    for column in registry.COLUMNS:
+        flat[column.key] = column.value(record.result)
+    if flat["accuracy"] is None:
+        flat["accuracy"] = run.accuracy
+    errors = error_counts(record.result.errors) if isinstance(record.result, LoadResult) else ""
+    flat |= {"errors": errors, "error": record.error, "sweep_id": record.sweep_id, "created_at": record.created_at}
+    return flat
 
 
 def rows(runs: Iterable[ReportRun]) -> list[dict[str, Any]]:
     return [row(run) for run in runs]
 
 
-def used_columns(table: Sequence[dict[str, Any]]) -> list[Column]:
+def used_columns(table: Sequence[dict[str, Any]], columns: Sequence[Column] = COLUMNS) -> list[Column]:
     """Columns with at least one value (no empty VRAM column on a CPU machine)."""
-    return [column for column in COLUMNS if any(r.get(column.key) not in (None, "") for r in table)]
+    return [column for column in columns if any(r.get(column.key) not in (None, "") for r in table)]
+
+
+def step_rows(runs: Iterable[ReportRun]) -> list[dict[str, Any]]:
+    """One row per step of every load test among ``runs``, keyed by :data:`STEP_COLUMNS`."""
+    table = []
+    for run in runs:
+        result = run.record.result
+        steps: Sequence[LoadStep] = result.steps if isinstance(result, LoadResult) else ()
+        for step in steps:
+            flat: dict[str, Any] = {
+                "id": run.record.id,
+                "model": run.label,
+                "step": step.label,
+                "sent": step.sent,
+                "ok": step.ok,
+                "failed": step.failed,
+                "errors": step.error_text,
+                "retries": step.retries,
+            }
+            flat |= {column.key: column.value(step) for column in registry.STEP_COLUMNS}
+            flat |= {"client_bound": "yes" if step.client_bound else "no", "step_status": step.step_status}
+            table.append(flat)
+    return table
 
 
 ENVIRONMENT_FIELDS = (

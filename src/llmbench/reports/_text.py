@@ -5,38 +5,41 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llmbench.reports._rows import Column, ReportRun, rows, used_columns
+from llmbench.reports._escape import csv_field, markdown_text
+from llmbench.reports._rows import STEP_COLUMNS, Column, ReportRun, rows, step_rows, used_columns
 from llmbench.store import finite
 
 
 def write_csv(runs: Sequence[ReportRun], path: Path) -> None:
-    """One row per run; header = column keys (units in the names: ``_ms``, ``_mib``, ``tok_s``)."""
+    """One row per run; header = column keys (units in the names: ``_ms``, ``_mib``, ``tok_s``).
+
+    Text that a spreadsheet would run as a formula is written with a leading ``'`` (OWASP).
+    """
     table = rows(runs)
     columns = used_columns(table)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([column.key for column in columns])
         for row in table:
-            writer.writerow(["" if row.get(c.key) is None else row[c.key] for c in columns])
+            writer.writerow(["" if row.get(c.key) is None else csv_field(row[c.key]) for c in columns])
 
 
 def write_json(runs: Sequence[ReportRun], path: Path) -> None:
     """Every run in full: the summary row plus its config, metrics, environment and repetitions."""
     document = {
         "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "columns": [asdict(column) for column in used_columns(rows(runs))],
+        "columns": [column.describe() for column in used_columns(rows(runs))],
         "runs": [
             {
                 "row": row,
                 "config": run.record.config,
                 "metrics": run.record.metrics,
                 "environment": run.record.environment,
-                "repetitions": [asdict(rep) for rep in run.repetitions],
+                "repetitions": [rep.to_json() for rep in run.repetitions],
             }
             for run, row in zip(runs, rows(runs), strict=True)
         ],
@@ -44,7 +47,7 @@ def write_json(runs: Sequence[ReportRun], path: Path) -> None:
     path.write_text(json.dumps(finite(document), indent=2, default=str), encoding="utf-8")
 
 
-_MARKDOWN_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "decode_tok_s", "itl_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "id")  # fmt: skip
+_MARKDOWN_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "decode_tok_s", "itl_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
 
 
 def write_markdown(runs: Sequence[ReportRun], path: Path) -> None:
@@ -52,22 +55,14 @@ def write_markdown(runs: Sequence[ReportRun], path: Path) -> None:
     table = rows(runs)
     used = {column.key: column for column in used_columns(table)}
     columns = [used[key] for key in _MARKDOWN_KEYS if key in used]
-    best = {c.key: _best(table, c) for c in columns if c.better}
-    lines = [f"# llmbench report ({len(table)} run(s))", ""]
-    lines.append("| " + " | ".join(c.label for c in columns) + " |")
-    lines.append("| " + " | ".join("---:" if c.numeric else "---" for c in columns) + " |")
-    for row in table:
-        cells = []
-        for column in columns:
-            text = _format(row.get(column.key), column)
-            if column.key in best and row.get(column.key) is not None and row[column.key] == best[column.key]:
-                text = f"**{text}**"
-            cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
+    lines = [f"# llmbench report ({len(table)} run(s))", "", *_markdown_table(table, columns)]
+    steps = step_rows(runs)
+    if steps:
+        lines += ["", "## Load steps", "", *_markdown_table(steps, used_columns(steps, STEP_COLUMNS))]
     failures = [(row["id"], row["model"], row["error"]) for row in table if row.get("error")]
     if failures:
         lines += ["", "## Failed runs", ""]
-        lines += [f"- `{run_id}` {_escape(model)}: {_escape(error)}" for run_id, model, error in failures]
+        lines += [f"- {_escape(run_id)} {_escape(model)}: {_escape(error)}" for run_id, model, error in failures]
     if runs:
         env = runs[0].record.environment or {}
         lines += ["", "## Machine", ""]
@@ -80,21 +75,37 @@ def write_markdown(runs: Sequence[ReportRun], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _markdown_table(table: Sequence[dict[str, Any]], columns: Sequence[Column]) -> list[str]:
+    """The table's lines, the best value of each column with a direction in bold."""
+    best = {c.key: _best(table, c) for c in columns if c.better}
+    lines = ["| " + " | ".join(c.label for c in columns) + " |"]
+    lines.append("| " + " | ".join("---:" if c.numeric else "---" for c in columns) + " |")
+    for row in table:
+        cells = []
+        for column in columns:
+            text = _format(row.get(column.key), column)
+            if column.key in best and row.get(column.key) is not None and row[column.key] == best[column.key]:
+                text = f"**{text}**"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _best(table: Sequence[dict[str, Any]], column: Column) -> Any:
     values = [row[column.key] for row in table if isinstance(row.get(column.key), (int, float))]
     if len(values) < 2:
         return None
-    return max(values) if column.better == "high" else min(values)
+    return max(values) if column.better == "higher" else min(values)
 
 
 def _format(value: Any, column: Column) -> str:
     if value is None:
         return "-"
-    if isinstance(value, float):
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and column.numeric:
         return f"{value:,.{column.digits}f}"
     return _escape(str(value))
 
 
 def _escape(text: str) -> str:
-    """Markdown table cells: pipes and HTML-significant characters shown literally."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
+    """Markdown text shown literally: no link, image, HTML or emphasis; pipes kept inside their cell."""
+    return markdown_text(text)

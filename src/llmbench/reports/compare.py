@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmbench.errors import LLMBenchError
-from llmbench.evaluation._stats import mcnemar
+from llmbench.measurement import registry
+from llmbench.measurement.registry import Better, Metric
+from llmbench.measurement.results import EvalResult
 from llmbench.reports._mannwhitney import mann_whitney_u
 from llmbench.store import RunRecord, Store
+from llmbench.tasks import mcnemar
 
-SPEED_METRICS = ("ttft_s", "prefill_tok_s", "decode_tok_s", "itl_s", "e2e_s", "e2e_tok_s")
 SIGNIFICANCE = 0.05
 
 
@@ -19,6 +21,7 @@ SIGNIFICANCE = 0.05
 class MetricComparison:
     metric: str
     a: float | None
+    """A's mean, in stored units (seconds, tokens/s; accuracy as a fraction)."""
     b: float | None
     ratio: float | None
     """b / a (means)."""
@@ -26,10 +29,27 @@ class MetricComparison:
     test: str
     n_a: int
     n_b: int
+    label: str = ""
+    """For people: ``time to first token (ms)``."""
+    scale: float = 1.0
+    """From stored units to the unit in ``label``."""
+    better: Better = None
+    digits: int = 3
 
     @property
     def significant(self) -> bool:
         return self.p_value is not None and self.p_value < SIGNIFICANCE
+
+    @property
+    def verdict(self) -> str:
+        """``better`` or ``worse`` (B against A) when the difference is significant and has a direction."""
+        if not self.significant or self.better is None or self.a is None or self.b is None or self.a == self.b:
+            return ""
+        higher = self.b > self.a
+        return "better" if higher == (self.better == "higher") else "worse"
+
+    def shown(self, value: float | None) -> float | None:
+        return None if value is None else value * self.scale
 
 
 def compare_runs(store: Store, run_a: str, run_b: str) -> tuple[RunRecord, RunRecord, list[MetricComparison]]:
@@ -83,21 +103,25 @@ def is_sweep(store: Store, ident: str) -> bool:
     return bool(sweep_match) and not run_match
 
 
-def _values(run: RunRecord, metric: str) -> list[float]:
-    return [
-        float(rep.metrics[metric]) for rep in run.repetitions if not rep.warmup and rep.metrics.get(metric) is not None
-    ]
+def _values(run: RunRecord, metric: Metric) -> list[float]:
+    measured = (metric.repetition_value(rep.metrics) for rep in run.repetitions if not rep.warmup)
+    return [value for value in measured if value is not None]
 
 
 def _compare_speed(a: RunRecord, b: RunRecord) -> list[MetricComparison]:
     rows = []
-    for metric in SPEED_METRICS:
+    for metric in registry.SPEED:
         va, vb = _values(a, metric), _values(b, metric)
         mean_a = statistics.fmean(va) if va else None
         mean_b = statistics.fmean(vb) if vb else None
         _, p = mann_whitney_u(va, vb) if va and vb else (None, None)
         ratio = mean_b / mean_a if mean_a and mean_b is not None else None
-        rows.append(MetricComparison(metric, mean_a, mean_b, ratio, p, "Mann-Whitney U", len(va), len(vb)))
+        rows.append(
+            MetricComparison(
+                metric.key, mean_a, mean_b, ratio, p, "Mann-Whitney U", len(va), len(vb),
+                metric.title, metric.scale, metric.better, metric.digits,
+            )
+        )  # fmt: skip
     return rows
 
 
@@ -107,7 +131,9 @@ def _compare_evals(store: Store, a: RunRecord, b: RunRecord) -> list[MetricCompa
     shared = sorted(set(rows_a) & set(rows_b))
     if not shared:
         raise LLMBenchError(f"runs {a.id} and {b.id} share no evaluated example", "compare runs of the same task")
-    normalizations = [n for n in (a.metrics or {}).get("accuracy", {}) if n in (b.metrics or {}).get("accuracy", {})]
+    accuracy_a = a.result.accuracy if isinstance(a.result, EvalResult) else {}
+    accuracy_b = b.result.accuracy if isinstance(b.result, EvalResult) else {}
+    normalizations = [how for how in accuracy_a if how in accuracy_b]
     result = []
     for how in normalizations:
         correct_a = [_correct(*rows_a[i], how) for i in shared]
@@ -115,9 +141,13 @@ def _compare_evals(store: Store, a: RunRecord, b: RunRecord) -> list[MetricCompa
         _, _, p = mcnemar(correct_a, correct_b)
         acc_a, acc_b = sum(correct_a) / len(shared), sum(correct_b) / len(shared)
         ratio = acc_b / acc_a if acc_a else None
+        metric = registry.ACCURACY
         result.append(
-            MetricComparison(f"accuracy ({how})", acc_a, acc_b, ratio, p, "McNemar (exact)", len(shared), len(shared))
-        )
+            MetricComparison(
+                f"accuracy ({how})", acc_a, acc_b, ratio, p, "McNemar (exact)", len(shared), len(shared),
+                f"{metric.label} ({how})", metric.scale, metric.better, metric.digits,
+            )
+        )  # fmt: skip
     return result
 
 

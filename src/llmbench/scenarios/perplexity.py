@@ -2,41 +2,92 @@
 before it, windows advance by ``stride`` and only the tokens new to a window are scored (the
 first window scores all its tokens but the first). Uses the same scoring path as evaluation, so
 the prompt part of each window is evaluated once and its log-probs are read from logits.
+
+The result is stored like every other run (kind ``perplexity``), through the harness.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
 
 from llmbench.backends.base import Backend
 from llmbench.errors import InvalidOptionError
-from llmbench.scoring._requests import Continuation, ScoringRequest
+from llmbench.harness import ModelSetup, Opened, Partial, RecordSink, Scenario, run_scenario
+from llmbench.measurement.results import PerplexityResult
+from llmbench.models import ModelRef
+from llmbench.scoring import Continuation, ScoringRequest
+from llmbench.store import RunRecord
+
+RateProgress = Callable[[int, int, float], None]
+"""Called as ``(windows done, total, tokens per second)``."""
 
 
 @dataclass(frozen=True)
-class PerplexityResult:
-    perplexity: float
-    nll_per_token: float
-    tokens_scored: int
-    windows: int
-    seconds: float
+class PerplexityConfig:
+    text_file: str
+    setup: ModelSetup = field(default_factory=ModelSetup)
+    window: int = 512
+    stride: int = 256
 
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens_scored / self.seconds if self.seconds > 0 else math.nan
+    def __post_init__(self) -> None:
+        if self.window < 2 or not 1 <= self.stride <= self.window:
+            raise InvalidOptionError("need window >= 2 and 1 <= stride <= window", "e.g. --window 512 --stride 256")
+        if self.window > self.setup.n_ctx:
+            raise InvalidOptionError(
+                f"window {self.window} exceeds --n-ctx {self.setup.n_ctx}", "lower --window or raise --n-ctx"
+            )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "perplexity": self.perplexity,
-            "nll_per_token": self.nll_per_token,
-            "tokens_scored": self.tokens_scored,
-            "windows": self.windows,
-            "seconds": self.seconds,
-            "tokens_per_s": self.tokens_per_s,
-        }
+    def read_text(self) -> str:
+        try:
+            return Path(self.text_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidOptionError(f"cannot read {self.text_file} ({exc})", "pass a UTF-8 text file") from None
+
+    def to_json(self) -> dict[str, Any]:
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "setup"}
+        return self.setup.to_json() | own
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PerplexityConfig:
+        own = {f.name for f in fields(cls)} - {"setup"}
+        return cls(setup=ModelSetup.from_json(data), **{k: v for k, v in data.items() if k in own})
+
+
+class Perplexity(Scenario):
+    kind: ClassVar[str] = "perplexity"
+
+    def __init__(self, config: PerplexityConfig, progress: RateProgress | None = None) -> None:
+        self.settings = config
+        self.text = config.read_text()  # read before any model loads
+        self.progress = progress
+
+    def config(self) -> dict[str, Any]:
+        stored = self.settings.to_json()
+        digest = hashlib.sha256(self.text.encode()).hexdigest()[:16]
+        return {k: v for k, v in stored.items() if k not in ModelSetup.__dataclass_fields__} | {"text_sha256": digest}
+
+    def check(self, backend_cls: type[Backend], model: ModelRef) -> None:
+        if not backend_cls.can_score:
+            raise InvalidOptionError(
+                f"the {backend_cls.name} backend cannot score tokens", "use the llama.cpp or transformers backend"
+            )
+
+    def measure(self, opened: Opened, partial: Partial) -> PerplexityResult:
+        settings = self.settings
+        return perplexity(opened.loaded(), self.text, settings.window, settings.stride, self.progress)
+
+
+def run_perplexity(
+    config: PerplexityConfig, store: RecordSink | None = None, progress: RateProgress | None = None
+) -> RunRecord:
+    """Measure perplexity on the config's text; store the run (failed ones too) and return it."""
+    return run_scenario(config.setup, Perplexity(config, progress), store)
 
 
 def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int]]:
@@ -57,8 +108,9 @@ def windows(n_tokens: int, window: int, stride: int) -> list[tuple[int, int, int
 
 
 def perplexity(
-    backend: Backend, text: str, window: int = 512, stride: int = 256, progress: Any = None
+    backend: Backend, text: str, window: int = 512, stride: int = 256, progress: RateProgress | None = None
 ) -> PerplexityResult:
+    """Sliding-window perplexity of ``text`` under an opened backend (no storing)."""
     ids = backend.tokenize(text)
     if len(ids) < 2:
         raise InvalidOptionError("the text has fewer than 2 tokens", "pass a longer text")
@@ -77,4 +129,12 @@ def perplexity(
             progress(index + 1, len(spans), count / (time.perf_counter() - started))
     seconds = time.perf_counter() - started
     nll = -total / count
-    return PerplexityResult(math.exp(nll), nll, count, len(spans), seconds)
+    return PerplexityResult(
+        perplexity=math.exp(nll),
+        nll_per_token=nll,
+        tokens_scored=count,
+        windows=len(spans),
+        seconds=seconds,
+        window=window,
+        stride=stride,
+    )

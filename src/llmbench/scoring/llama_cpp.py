@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from llmbench.errors import InvalidOptionError, LLMBenchError
-from llmbench.scoring._requests import ScoringRequest, shared_prefix_length
+from llmbench.scoring._requests import ScoringRequest, check_context, shared_prefix_length
 
 MAX_SEQUENCES = 16
 
@@ -46,10 +46,14 @@ class Scorer:
         self.llm = llm
         # The backend's own context settings (threads, attention kernel, KV types), with sequences added.
         params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+        # llama.cpp clamps n_batch to n_ctx and reserves an output row per sequence within it
+        # (GGML_ASSERT(n_outputs_max <= cparams.n_outputs_max) aborts the process otherwise).
+        n_batch = min(n_batch, n_ctx)
+        n_seq = min(MAX_SEQUENCES, n_batch)
         params.n_ctx = n_ctx
         params.n_batch = n_batch
         params.n_ubatch = n_batch
-        params.n_seq_max = MAX_SEQUENCES
+        params.n_seq_max = n_seq
         params.kv_unified = True
         if kv_f32:
             # An f16 KV cache makes log-probs depend on how tokens are split into batches (up to
@@ -63,8 +67,9 @@ class Scorer:
         self.memory = llama_cpp.llama_get_memory(self.ctx)
         self.n_ctx = n_ctx
         self.n_batch = n_batch
+        self.n_seq = n_seq
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(llm._model.vocab)
-        self.batch = llama_cpp.llama_batch_init(n_batch, 0, MAX_SEQUENCES)
+        self.batch = llama_cpp.llama_batch_init(n_batch, 0, n_seq)
         self.seq0: list[int] = []
 
     def close(self) -> None:
@@ -120,33 +125,34 @@ class Scorer:
     # -- scoring ----------------------------------------------------------------------------------
 
     def token_logprobs(self, requests: Sequence[ScoringRequest]) -> list[list[list[float]]]:
+        check_context(requests, self.n_ctx)  # all of them, before anything is decoded
         prefix_len = shared_prefix_length(requests)
         if prefix_len:
             self._extend_seq0(requests[0].prompt_ids[: prefix_len + 1])
         results = []
         for request in requests:
             prompt = list(request.prompt_ids)
-            if len(prompt) + max(len(c.feed) for c in request.continuations) > self.n_ctx:
-                raise InvalidOptionError(
-                    f"prompt + completion ({len(prompt)} + ...) exceed the scoring context of {self.n_ctx} tokens",
-                    "raise --n-ctx",
-                )
             last = _log_softmax(self._extend_seq0(prompt))
             results.append(self._continuations(request, last))
         return results
 
     def _continuations(self, request: ScoringRequest, last: np.ndarray[Any, Any]) -> list[list[float]]:
         start = len(request.prompt_ids)
+        # Sequences 1..n share the prompt's KV cells, but each continuation's own tokens take new
+        # cells of the one unified cache: a group must fit in what the prompt leaves of n_ctx.
+        budget = min(self.n_batch, self.n_ctx - start)
         scores: list[list[float]] = [[float(last[c.feed[0]])] for c in request.continuations]
         pending = [i for i, c in enumerate(request.continuations) if len(c.feed) > 1]
+        if pending and self.n_seq < 2:
+            raise InvalidOptionError(f"a scoring context of {self.n_ctx} tokens is too small", "raise --n-ctx")
         while pending:
             group: list[int] = []
             tokens = 0
-            while pending and len(group) < MAX_SEQUENCES - 1:
+            while pending and len(group) < self.n_seq - 1:
                 need = len(request.continuations[pending[0]].feed) - 1
-                if group and tokens + need > self.n_batch:
+                if group and tokens + need > budget:
                     break
-                if need > self.n_batch:
+                if need > budget:
                     raise InvalidOptionError(f"a completion of {need + 1} tokens exceeds n_batch {self.n_batch}")
                 group.append(pending.pop(0))
                 tokens += need

@@ -1,30 +1,44 @@
-"""Serving: load tests against OpenAI-compatible servers or in-process models.
-
-    record = run_load(LoadConfig("http://127.0.0.1:8080", concurrency=[1, 2, 4], duration_s=20))
+"""Serving: the load client (loops, arrivals, step metrics) and its targets.
 
 Each step is a closed loop (fixed concurrency) or an open loop (request rate, Poisson or gamma
-arrivals); its metrics use the single-run definitions (``llmbench.measurement.metrics``).
+arrivals); its metrics use the single-run definitions (``llmbench.measurement.metrics``). The
+load-test scenario that drives the steps and stores the run is ``llmbench.scenarios.load``;
+request bodies, SSE parsing, auth and retries are ``llmbench.transport``'s.
 """
 
 from llmbench.measurement.metrics import chunk_token_times as token_times
-from llmbench.serving._load import LoadConfig, run_load, summary_rows
+from llmbench.serving._arrivals import Distribution
+from llmbench.serving._loops import StepPlan, StepRun, closed_loop, open_loop
 from llmbench.serving._metrics import SLO, step_metrics
 from llmbench.serving._records import RequestRecord, RequestSpec
-from llmbench.serving._stream import ParsedStream, parse_openai_stream, split_events
-from llmbench.serving._targets import InProcessTarget, OpenAITarget
+from llmbench.serving._targets import (
+    Endpoint,
+    GeminiTarget,
+    HFInferenceTarget,
+    InProcessTarget,
+    OpenAITarget,
+    Target,
+    TGITarget,
+    api_key_from,
+)
 
 __all__ = [
     "SLO",
+    "Distribution",
+    "Endpoint",
+    "GeminiTarget",
+    "HFInferenceTarget",
     "InProcessTarget",
-    "LoadConfig",
     "OpenAITarget",
-    "ParsedStream",
     "RequestRecord",
     "RequestSpec",
-    "parse_openai_stream",
-    "run_load",
-    "split_events",
+    "StepPlan",
+    "StepRun",
+    "TGITarget",
+    "Target",
+    "api_key_from",
+    "closed_loop",
+    "open_loop",
     "step_metrics",
-    "summary_rows",
     "token_times",
 ]

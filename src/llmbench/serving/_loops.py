@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from llmbench.serving._arrivals import Distribution, arrival_offsets
 from llmbench.serving._records import RequestRecord, RequestSpec
+from llmbench.serving._tally import SLO, StepRecords
 from llmbench.serving._targets import Target
 
 Progress = Callable[[int], None]
@@ -30,6 +31,8 @@ class StepPlan:
     warmup_s: float = 0.0
     drain_s: float = 600.0
     """How long requests in flight at the end may take to finish."""
+    slo: SLO | None = None
+    """Goodput's objectives: a long step tallies its requests as they end (``StepRecords``), so it needs them before."""
 
 
 @dataclass
@@ -46,10 +49,10 @@ async def closed_loop(
     progress: Progress | None = None,
 ) -> StepRun:
     """``concurrency`` workers, each sending its next request as soon as the previous one ends."""
-    records: list[RequestRecord] = []
     counter = itertools.count()
     started = time.perf_counter()
     stop_at = started + plan.warmup_s + (plan.duration_s if plan.duration_s is not None else float("inf"))
+    records = StepRecords(started + plan.warmup_s, stop_at, plan.slo)
     limit = plan.requests if plan.requests is not None else None
 
     async def worker() -> None:
@@ -86,10 +89,10 @@ async def open_loop(
     total_s = plan.warmup_s + (plan.duration_s if plan.duration_s is not None else float("inf"))
     count = plan.requests if plan.requests is not None else int(rate * total_s * 1.5) + 16
     offsets = [t for t in arrival_offsets(rate, count, distribution, burstiness, seed) if t < total_s]
-    records: list[RequestRecord] = []
     slots = asyncio.Semaphore(max_in_flight)
     tasks: list[asyncio.Task[None]] = []
     started = time.perf_counter()
+    records = StepRecords(started + plan.warmup_s, started + total_s, plan.slo)
 
     async def one(spec: RequestSpec, record: RequestRecord) -> None:
         async with slots:

@@ -35,6 +35,8 @@ class RequestRecord:
     sent: float = math.nan
     """When the client actually sent it; ``sent - scheduled`` is the client's own lateness."""
     end: float = math.nan
+    """Stamped when the request is over, with no ``await`` between it and the record's last change (its
+    parsing): a long step tallies an ended record at once and lets it go (``serving._tally``)."""
     status: int | None = None
     reads: list[tuple[float, bytes]] | None = None
     """``(arrival time, bytes)`` of each read of an HTTP stream, until it is parsed (then None)."""
@@ -52,7 +54,11 @@ class RequestRecord:
     text: str | None = None
     server_timings: dict[str, Any] | None = None
     protocol: str = "openai"
-    """How ``reads`` are parsed: ``openai``, ``tgi`` or ``gemini`` (server-sent events of each API)."""
+    """How ``reads`` are parsed: ``openai`` or ``tgi`` (server-sent events of each API)."""
+    attempts: int = 1
+    """Times the request was sent (``llmbench.transport``'s retry rule: resends are counted, never hidden)."""
+    retry_reason: str | None = None
+    """Why it was sent again (``stale_keepalive``, ``disconnect``, ``connect``); None when sent once."""
 
     @property
     def ok(self) -> bool:

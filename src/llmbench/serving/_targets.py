@@ -8,24 +8,64 @@ the response once it has ended. Deadlines (the whole request, a silent stream) a
 watchdog task, not by timers per request or per read; the session keeps no cookies (requests of
 a load test are independent). With the reused payload and ``readany``, these settings save ~10 %
 of a request's client cost (``benchmarks/load_client_instructions.py``).
+
+Bodies, credentials, the stream parsers and the retry rule are :mod:`llmbench.transport`'s,
+shared with the ``openai`` backend. A request the server may have seen is sent again only when
+the user allows it (``retries``); one that met a keep-alive connection the server had already
+closed (the request could not be written) is sent again and counted as such (``attempts``,
+``retry_reason`` of its record). A server that closes every connection after its answer without
+saying so (llama-server) is found out with one request before the steps, and then gets a new
+connection per request.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from llmbench.errors import LLMBenchError
 from llmbench.serving._records import RequestRecord, RequestSpec
 from llmbench.serving._stream import finish_record
+from llmbench.transport import (
+    STALE,
+    CalibratedPrompt,
+    Credential,
+    Endpoint,
+    PromptTokenizer,
+    Sampling,
+    SyncClient,
+    api_key_from,
+    api_root,
+    as_credential,
+    calibrate_prompt,
+    check_retries,
+    closes_after_response,
+    encode,
+    endpoint_path,
+    join_url,
+    may_resend,
+    merge_reads,
+    openai_body,
+    reconcile_counts,
+    redact,
+    split_credentials,
+    tgi_body,
+)
+from llmbench.transport import prompt_format as check_prompt_format
 
-Endpoint = Literal["completions", "chat"]
+__all__ = [
+    "Endpoint",
+    "GeminiTarget",
+    "HFInferenceTarget",
+    "InProcessTarget",
+    "OpenAITarget",
+    "TGITarget",
+    "Target",
+    "api_key_from",  # re-exported: serving/_load.py imports it from here
+]
+
 _ERROR_DETAIL_BYTES = 2000
-_STALE_RETRIES = 3
 
 
 class Target(Protocol):
@@ -38,18 +78,19 @@ class Target(Protocol):
     async def close(self) -> None: ...
 
 
-def api_key_from(env_var: str | None) -> str | None:
-    """An API key is read from the environment, never from a flag, never stored."""
-    if not env_var:
-        return None
-    value = os.environ.get(env_var)
-    if value is None:
-        raise LLMBenchError(f"environment variable {env_var} is not set", f"export {env_var}=... or drop --api-key-env")
-    return value
+class _NeverRaised(Exception):
+    """Stands in for an aiohttp exception class an older aiohttp does not have."""
 
 
 class OpenAITarget:
-    """``/v1/completions`` or ``/v1/chat/completions`` of vLLM, llama.cpp, Ollama, TGI, OpenAI."""
+    """``/v1/completions`` or ``/v1/chat/completions`` of vLLM, llama.cpp, Ollama, TGI, OpenAI.
+
+    ``base_url`` may carry a credential (``http://user:password@host``, ``?api_key=KEY``): it is
+    taken out of the URL (``label`` is the URL without it) and sent as its header; ``api_key``
+    (from the environment) wins over it. ``prompt_format`` is ``text`` (any server; exact lengths
+    through :meth:`prompt_spec`) or ``ids`` (servers that take token ids). ``retries``: how many
+    times a request the server may have seen is sent again (default 0, never).
+    """
 
     protocol = "openai"
 
@@ -58,26 +99,27 @@ class OpenAITarget:
         base_url: str,
         model: str | None = None,
         endpoint: Endpoint = "completions",
-        api_key: str | None = None,
+        api_key: str | Credential | None = None,
         pool_size: int = 64,
         request_timeout_s: float = 600.0,
         stall_timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
         extra_body: dict[str, Any] | None = None,
         keep_text: bool = False,
+        retries: int = 0,
+        prompt_format: str = "text",
+        keepalive: bool | None = None,
     ) -> None:
-        base = base_url.rstrip("/")
-        if not base.endswith("/v1"):
-            base += "/v1"
-        self.url = base + ("/completions" if endpoint == "completions" else "/chat/completions")
-        self.label = base_url
+        clean, url_credential = split_credentials(base_url)
+        self.credential = as_credential(api_key) or url_credential
+        self.url = join_url(api_root(clean), endpoint_path(endpoint))
+        self.label = clean
         self.model = model
         self.endpoint = endpoint
         # JSON bodies are sent as bytes with their content type per request; no other default header
-        # but the key (aiohttp merges session headers into every request).
-        self.headers: dict[str, str] = {}
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
+        # but the credential's (aiohttp merges session headers into every request).
+        self.headers: dict[str, str] = self.credential.header() if self.credential is not None else {}
+        self.secrets: tuple[str, ...] = self.credential.secrets if self.credential is not None else ()
         self.pool_size = pool_size
         self.request_timeout_s = request_timeout_s
         self.stall_timeout_s = stall_timeout_s
@@ -85,30 +127,90 @@ class OpenAITarget:
         self.extra_body = extra_body or {}
         self.keep_text = keep_text
         """Parse each response's text too (off by default: load tests need token times, not text)."""
+        self.retries = check_retries(retries)
+        self.prompt_format = check_prompt_format(prompt_format)
+        self.keepalive = keepalive
+        """Reuse connections; None: find out at :meth:`start` whether the server closes them after
+        each response without saying so (then False: a new connection per request)."""
+        self.server_closes_connections: bool | None = None
+        """What :meth:`start` found (None when ``keepalive`` was given)."""
         self.session: Any = None
+        self._counter: SyncClient | None = None
 
     def body(self, prompt_text: str | None, prompt_ids: Sequence[int] | None, max_tokens: int) -> bytes:
-        """The request body: greedy, streamed, usage requested, exactly ``max_tokens`` when the server allows."""
-        body: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "temperature": 0.0,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "ignore_eos": True,  # vLLM, llama.cpp: generate exactly max_tokens (others ignore it)
-        }
-        if self.model:
-            body["model"] = self.model
+        """The request body: greedy, streamed, usage requested, exactly ``max_tokens`` when the server allows.
+
+        The prompt goes as ids when the target's ``prompt_format`` is ``ids`` (or no text is given),
+        as text otherwise.
+        """
+        use_ids = prompt_ids is not None and (self.prompt_format == "ids" or prompt_text is None)
+        prompt = list(prompt_ids) if use_ids and prompt_ids is not None else (prompt_text or "")
+        if self.endpoint == "chat" and not isinstance(prompt, str):
+            prompt = prompt_text or ""
+        sampling = Sampling(max_tokens=max_tokens)
+        return encode(openai_body(prompt, sampling, endpoint=self.endpoint, model=self.model, extra=self.extra_body))
+
+    def probe_body(self) -> bytes:
+        """A one-token request, for finding out how the server treats its connections."""
+        sampling = Sampling(max_tokens=1, ignore_eos=False)
+        prompt = openai_body("Hello", sampling, endpoint=self.endpoint, model=self.model, extra=self.extra_body)
+        return encode(prompt)
+
+    # -- prompts of an exact length ----------------------------------------------------------------
+
+    def find_keepalive(self) -> bool:
+        """Whether to reuse connections: one request (synchronous) tells whether the server closes
+        them after each answer without saying so; against such a server reusing one would fail
+        requests that the retry rule may not send again. Decided once (``keepalive``)."""
+        if self.keepalive is None:
+            timeout_s = min(self.request_timeout_s, 60.0)
+            closes = closes_after_response(self.url, self.probe_body(), self.headers, timeout_s=timeout_s)
+            self.server_closes_connections, self.keepalive = closes, not closes
+        return self.keepalive
+
+    def count_prompt_tokens(self, text: str) -> int:
+        """The server's count of ``text`` (``usage.prompt_tokens`` of a one-token request; synchronous)."""
+        if self._counter is None:
+            self._counter = SyncClient(
+                self.label, self.credential, timeout_s=self.request_timeout_s,
+                connect_timeout_s=self.connect_timeout_s, retries=self.retries,
+            )  # fmt: skip
+            if not self.find_keepalive():
+                self._counter.stop_reusing_connections()
+        return self._counter.count_prompt_tokens(text, endpoint="completions", model=self.model)
+
+    def calibrate(self, tokenizer: PromptTokenizer, prompt_ids: Sequence[int]) -> CalibratedPrompt:
+        """The text the server counts as ``len(prompt_ids)`` tokens (see :func:`llmbench.transport.calibrate_prompt`)."""
+        return calibrate_prompt(self.count_prompt_tokens, tokenizer, prompt_ids)
+
+    def prompt_spec(self, tokenizer: PromptTokenizer, prompt_ids: Sequence[int], max_tokens: int) -> RequestSpec:
+        """A prepared request for the prompt ``prompt_ids`` as this target sends it (synchronous: call it
+        before the steps).
+
+        ``ids``: the ids. ``text`` (default): the text the server counts as ``len(prompt_ids)``
+        tokens, calibrated against the server; ``spec.prompt_tokens`` is then the server's count
+        (the requested one unless calibration could not hit it). Chat: the ids' text as the user
+        message (the server's template adds its own tokens, counted in the stream's usage).
+        """
+        ids = list(prompt_ids)
+        if self.prompt_format == "ids" and self.endpoint == "completions":
+            return RequestSpec(None, ids, len(ids), max_tokens, self.body(None, ids, max_tokens))
         if self.endpoint == "chat":
-            body["messages"] = [{"role": "user", "content": prompt_text or ""}]
-        else:
-            body["prompt"] = list(prompt_ids) if prompt_ids is not None else prompt_text
-        body.update(self.extra_body)
-        return json.dumps(body).encode()
+            text = tokenizer.detokenize(ids)
+            return RequestSpec(text, None, None, max_tokens, self.body(text, None, max_tokens))
+        calibrated = self.calibrate(tokenizer, ids)
+        return RequestSpec(
+            calibrated.text, None, calibrated.server_tokens, max_tokens, self.body(calibrated.text, None, max_tokens)
+        )
+
+    # -- the load test ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         import aiohttp
 
-        connector = aiohttp.TCPConnector(limit=self.pool_size)
+        self._close_counter()
+        keepalive = self.keepalive if self.keepalive is not None else await asyncio.to_thread(self.find_keepalive)
+        connector = aiohttp.TCPConnector(limit=self.pool_size, force_close=not keepalive)
         # No timer per request (total) or per read (sock_read): at thousands of requests a second
         # their cost shows; one watchdog task ends late and stalled requests instead.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s)
@@ -119,7 +221,8 @@ class OpenAITarget:
         # One reusable JSON payload per prepared body: no per-request header merging or wrapping.
         self.payloads: dict[bytes, Any] = {}
         self.payload_type = aiohttp.BytesPayload
-        self.stale = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+        self.unanswered = (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError)
+        self.closing = getattr(aiohttp, "ClientConnectionResetError", _NeverRaised)
         self.aiohttp = aiohttp  # imported once, not at every request
         self.watchdog = asyncio.create_task(self._watch_deadlines())
 
@@ -143,10 +246,25 @@ class OpenAITarget:
                 task.cancel()
 
     async def close(self) -> None:
+        self._close_counter()
         if self.session is not None:
             self.watchdog.cancel()
             await self.session.close()
             self.session = None
+
+    def _close_counter(self) -> None:
+        if self._counter is not None:
+            self._counter.close()
+            self._counter = None
+
+    def _unanswered_reason(self, exc: BaseException) -> str:
+        """Why a request got no answer: ``stale_keepalive`` when aiohttp found the connection closed
+        before it could write the request (so the server cannot have read it), else its kind."""
+        if isinstance(exc, self.closing) or isinstance(exc.__cause__, self.closing):
+            return STALE
+        if isinstance(exc, self.aiohttp.ClientConnectorError):
+            return "connect"
+        return "disconnect"
 
     async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
         """Send one request and stamp every read of its stream; parse it once it has ended."""
@@ -164,7 +282,7 @@ class OpenAITarget:
         append = reads.append
         post = self.session.post
         record.sent = clock()
-        attempt = 0
+        resent = stale = 0
         try:
             while True:
                 try:
@@ -179,13 +297,18 @@ class OpenAITarget:
                         while chunk := await read():
                             append((clock(), chunk))
                     break
-                except self.stale:
-                    # A keep-alive connection the server had just closed (llama-server closes
-                    # them after a stream): nothing was sent or received, so send again; the
-                    # dead connection has left the pool, though the next one may be dead too.
-                    if attempt == _STALE_RETRIES or record.reads or record.status is not None:
+                except self.unanswered as exc:
+                    if reads or record.status is not None:
+                        raise  # an answer had begun: never sent again
+                    reason = self._unanswered_reason(exc)
+                    if not may_resend(reason, resent, stale, self.retries):
                         raise
-                    attempt += 1
+                    if reason == STALE:
+                        stale += 1
+                    else:
+                        resent += 1
+                    record.attempts += 1
+                    record.retry_reason = reason
         except aiohttp.ClientConnectorError as exc:
             record.error, record.detail = "connect", str(exc)
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
@@ -205,6 +328,10 @@ class OpenAITarget:
         # Parsed now, after its end was stamped: the raw bytes are freed as the step goes (memory
         # stays flat over long steps) and only chunk times and counts are kept.
         finish_record(record, self.keep_text)
+        if record.prompt_tokens is None:  # a stream without usage: the prepared count (the server's, calibrated)
+            record.prompt_tokens = spec.prompt_tokens
+        if record.detail is not None and self.secrets:
+            record.detail = redact(record.detail, self.secrets)
 
 
 class InProcessTarget:
@@ -256,17 +383,19 @@ class InProcessTarget:
 
 
 class TGITarget(OpenAITarget):
-    """Text Generation Inference's native ``/generate_stream`` (one server-sent event per token)."""
+    """Text Generation Inference's native ``/generate_stream`` (one server-sent event per token; text prompts)."""
 
     protocol = "tgi"
 
     def __init__(self, base_url: str, **kwargs: Any) -> None:
         super().__init__(base_url, **kwargs)
-        self.url = base_url.rstrip("/") + "/generate_stream"
+        self.url = join_url(api_root(self.label), "/generate_stream")
 
     def body(self, prompt_text: str | None, prompt_ids: Sequence[int] | None, max_tokens: int) -> bytes:
-        parameters = {"max_new_tokens": max_tokens, "do_sample": False, "details": True, **self.extra_body}
-        return json.dumps({"inputs": prompt_text or "", "parameters": parameters}).encode()
+        return encode(tgi_body(prompt_text or "", max_tokens, self.extra_body))
+
+    def probe_body(self) -> bytes:
+        return encode(tgi_body("Hello", 1, self.extra_body))
 
 
 class _ChunkTarget:
@@ -282,8 +411,6 @@ class _ChunkTarget:
 
     @staticmethod
     def finish(record: RequestRecord, chunks: list[tuple[float, str, int | None]], total: int | None) -> None:
-        from llmbench.serving._stream import merge_reads, reconcile_counts
-
         content = [(t, text, count) for t, text, count in chunks if text or count is None]
         counts = reconcile_counts([1] * len(content), [count for _, _, count in content], total)
         times, tokens = merge_reads([t for t, _, _ in content], counts)
@@ -341,30 +468,40 @@ class GeminiTarget(_ChunkTarget):
 
 
 class HFInferenceTarget(_ChunkTarget):
-    """A Hugging Face Inference endpoint (or any TGI) through ``huggingface_hub.AsyncInferenceClient``."""
+    """A Hugging Face Inference endpoint (or any TGI) through ``huggingface_hub.AsyncInferenceClient``.
 
-    def __init__(self, base_url: str, api_key: str | None = None) -> None:
+    llmbench runs with ``HF_HUB_OFFLINE`` set so that nothing downloads weights, and
+    huggingface_hub (1.0 and later) enforces that switch in a request hook of its HTTP client,
+    which would refuse the endpoint the user named. This client gets an HTTP client of its own
+    without that hook; the switch stays as it is for everything else in the process.
+    """
+
+    def __init__(self, base_url: str, api_key: str | Credential | None = None) -> None:
         from huggingface_hub import AsyncInferenceClient
 
-        self.client = AsyncInferenceClient(base_url=base_url, token=api_key)
-        if api_key is None:
+        clean, url_credential = split_credentials(base_url)
+        credential = as_credential(api_key) or url_credential
+        headers = credential.header() if credential is not None and credential.scheme == "Basic" else None
+        token = credential.secret if credential is not None and credential.scheme == "Bearer" else None
+        self.client = AsyncInferenceClient(base_url=clean, token=token, headers=headers)
+        if token is None:
             # False, not None: None would send the token saved on this machine to whatever URL this is.
             self.client.token = False  # type: ignore[assignment]
-        self.label = base_url
+        self.secrets: tuple[str, ...] = credential.secrets if credential is not None else ()
+        self.label = clean
 
     async def start(self) -> None:
-        # llmbench sets HF_HUB_OFFLINE so that nothing downloads weights; the inference client
-        # honours that switch too, but an endpoint the user named is a target, not a download.
-        from huggingface_hub import constants
+        if getattr(self.client, "_async_client", False) is None:  # huggingface_hub >= 1.0
+            from huggingface_hub import get_async_session
 
-        self._offline = constants.HF_HUB_OFFLINE
-        constants.HF_HUB_OFFLINE = False
+            http = get_async_session()
+            # Its request hook refuses every request in offline mode; its response hook (reading
+            # error bodies) stays.
+            http.event_hooks = {"request": [], "response": list(http.event_hooks.get("response", []))}
+            self.client._async_client = await self.client.exit_stack.enter_async_context(http)
 
     async def close(self) -> None:
-        from huggingface_hub import constants
-
         await self.client.close()  # type: ignore[no-untyped-call]
-        constants.HF_HUB_OFFLINE = getattr(self, "_offline", constants.HF_HUB_OFFLINE)
 
     async def send(self, spec: RequestSpec, record: RequestRecord) -> None:
         from huggingface_hub.errors import HfHubHTTPError, TextGenerationError
@@ -393,6 +530,8 @@ class HFInferenceTarget(_ChunkTarget):
         if record.error is None:
             record.status = 200
             self.finish(record, chunks, total)
+        elif record.detail is not None and self.secrets:
+            record.detail = redact(record.detail, self.secrets)
 
 
 def _transport_kind(exc: BaseException) -> str:

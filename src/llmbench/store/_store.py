@@ -6,15 +6,19 @@ import json
 import math
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from llmbench.errors import LLMBenchError
+from llmbench.measurement.metrics import GenerationMetrics
+from llmbench.measurement.results import RunResult, generation_metrics_from_json, result_from_json
 from llmbench.paths import database_path
-from llmbench.store._migrations import migrate
+from llmbench.store import _claims
+from llmbench.store._claims import ClaimState
+from llmbench.store._migrations import connect
 
 
 def _json_default(value: object) -> object:
@@ -56,14 +60,29 @@ class SweepRecord:
 
 @dataclass
 class Repetition:
+    """One generation of a single run (warm-ups included), with its metrics."""
+
     index: int
     warmup: bool
-    metrics: dict[str, Any]
-    itl_gaps: Sequence[float]
+    metrics: GenerationMetrics
     text: str | None = None
 
+    @property
+    def itl_gaps(self) -> tuple[float, ...]:
+        """The generation's inter-token gaps."""
+        return self.metrics.itl_gaps
 
-@dataclass
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "warmup": self.warmup,
+            "metrics": self.metrics.as_dict(),
+            "itl_gaps": list(self.itl_gaps),
+            "text": self.text,
+        }
+
+
+@dataclass(init=False)
 class RunRecord:
     """One stored run: what was run, where, and what was measured (or why it failed)."""
 
@@ -73,15 +92,69 @@ class RunRecord:
     backend: str
     config: dict[str, Any]
     environment: dict[str, Any]
-    metrics: dict[str, Any] | None = None
-    model_path: str | None = None
-    error: str | None = None
-    repetitions: list[Repetition] = field(default_factory=list)
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
-    created_at: str = field(default_factory=_now)
-    key: str | None = None
+    result: RunResult | None
+    """What was measured, typed by ``kind``; None when the run failed before measuring anything."""
+    model_path: str | None
+    error: str | None
+    repetitions: list[Repetition]
+    id: str
+    created_at: str
+    key: str | None
     """A stable hash of the resolved config (sweeps and resumable runs)."""
-    sweep_id: str | None = None
+    sweep_id: str | None
+    stderr_tail: str | None
+    """The end of a failed run's output (a crashed sweep child's faulthandler report, say)."""
+    exit_code: int | None
+    """A crashed run's process exit code."""
+
+    def __init__(
+        self,
+        kind: str,
+        status: str,
+        model: str,
+        backend: str,
+        config: dict[str, Any],
+        environment: dict[str, Any],
+        result: RunResult | None = None,
+        model_path: str | None = None,
+        error: str | None = None,
+        repetitions: list[Repetition] | None = None,
+        id: str | None = None,
+        created_at: str | None = None,
+        key: str | None = None,
+        sweep_id: str | None = None,
+        stderr_tail: str | None = None,
+        exit_code: int | None = None,
+        *,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``metrics``, the stored JSON form, is read into ``result`` (and a failure's notes) as the store reads it."""
+        self.kind, self.status, self.model, self.backend = kind, status, model, backend
+        self.config, self.environment = config, environment
+        self.model_path, self.error, self.key, self.sweep_id = model_path, error, key, sweep_id
+        self.repetitions = repetitions if repetitions is not None else []
+        self.id = id or uuid.uuid4().hex[:12]
+        self.created_at = created_at or _now()
+        self.result, self.stderr_tail, self.exit_code = result, stderr_tail, exit_code
+        if metrics is not None:
+            self._read_metrics(metrics)
+
+    def _read_metrics(self, data: Mapping[str, Any]) -> None:
+        rest = dict(data)
+        tail, code = rest.pop("stderr_tail", None), rest.pop("exit_code", None)
+        self.stderr_tail = self.stderr_tail if tail is None else str(tail)
+        self.exit_code = int(code) if isinstance(code, (int, float)) and not isinstance(code, bool) else self.exit_code
+        self.result = result_from_json(self.kind, rest)
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """The JSON form of ``result`` (and of a failure's notes), as the store keeps it."""
+        data = self.result.to_json() if self.result is not None else {}
+        if self.stderr_tail is not None:
+            data["stderr_tail"] = self.stderr_tail
+        if self.exit_code is not None:
+            data["exit_code"] = self.exit_code
+        return data or None
 
     def summary_row(self) -> dict[str, Any]:
         return {
@@ -96,23 +169,22 @@ class RunRecord:
             "sweep_id": self.sweep_id,
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything stored about the run, in its JSON form (``llmbench show --format json``)."""
+        return {
+            **{name: getattr(self, name) for name in ("id", "created_at", "kind", "status", "model", "model_path")},
+            **{name: getattr(self, name) for name in ("backend", "config", "environment", "error", "key", "sweep_id")},
+            "metrics": self.metrics,
+            "repetitions": [rep.to_json() for rep in self.repetitions],
+        }
+
 
 class Store:
     """``Store()`` opens ``$LLMBENCH_HOME/results.db``, creating and migrating it when needed."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else database_path()
-        try:
-            self.db = sqlite3.connect(self.path, timeout=30)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            migrate(self.db)
-        except sqlite3.DatabaseError as exc:
-            raise LLMBenchError(
-                f"cannot open the results store {self.path} ({exc})",
-                "point LLMBENCH_HOME at a writable folder, or move the damaged file aside",
-            ) from None
+        self.db = connect(self.path)  # many processes may open a fresh store at once: see _migrations
 
     def close(self) -> None:
         self.db.close()
@@ -127,14 +199,23 @@ class Store:
         """Insert ``run`` and its repetitions in one committed transaction.
 
         A run of a sweep replaces any earlier row with the same sweep and key in that same
-        transaction, so a sweep holds one row per key however often it was interrupted.
+        transaction, so a sweep holds one row per key however often it was interrupted. Saving a
+        run whose id is stored already (a resumable run that was stored ``running`` first)
+        updates that row in place, keeping what hangs off it (an evaluation's scored examples).
         """
         with self.db:
             if run.sweep_id is not None and run.key is not None:
-                self.db.execute("DELETE FROM runs WHERE sweep_id = ? AND key = ?", (run.sweep_id, run.key))
+                self.db.execute(
+                    "DELETE FROM runs WHERE sweep_id = ? AND key = ? AND id != ?", (run.sweep_id, run.key, run.id)
+                )
+            self.db.execute("DELETE FROM repetitions WHERE run_id = ?", (run.id,))
             self.db.execute(
                 "INSERT INTO runs (id, created_at, kind, status, model, model_path, backend, config, metrics,"
-                " environment, error, key, sweep_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " environment, error, key, sweep_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET status = excluded.status, model = excluded.model,"
+                " model_path = excluded.model_path, backend = excluded.backend, config = excluded.config,"
+                " metrics = excluded.metrics, environment = excluded.environment, error = excluded.error,"
+                " key = excluded.key, sweep_id = excluded.sweep_id",
                 (
                     run.id,
                     run.created_at,
@@ -144,7 +225,7 @@ class Store:
                     run.model_path,
                     run.backend,
                     _dumps(run.config),
-                    _dumps(run.metrics) if run.metrics is not None else None,
+                    _metrics_json(run),
                     _dumps(run.environment),
                     run.error,
                     run.key,
@@ -158,7 +239,7 @@ class Store:
                         run.id,
                         rep.index,
                         int(rep.warmup),
-                        _dumps(rep.metrics),
+                        _dumps(rep.metrics.as_dict()),
                         _dumps(list(rep.itl_gaps)),
                         rep.text,
                     )
@@ -197,11 +278,15 @@ class Store:
             for row in self.db.execute("SELECT * FROM eval_examples WHERE run_id = ? ORDER BY idx", (run_id,))
         ]
 
-    def finish(self, run_id: str, status: str, metrics: dict[str, Any] | None, error: str | None = None) -> None:
+    def finish(
+        self, run_id: str, status: str, result: RunResult | Mapping[str, Any] | None, error: str | None = None
+    ) -> None:
+        """Record how a started run ended, with its result (a JSON-form dict is taken too, for now)."""
+        data = result if result is None or isinstance(result, Mapping) else result.to_json()
         with self.db:
             self.db.execute(
                 "UPDATE runs SET status = ?, metrics = ?, error = ? WHERE id = ?",
-                (status, _dumps(metrics) if metrics is not None else None, error, run_id),
+                (status, _dumps(data) if data is not None else None, error, run_id),
             )
 
     def runs(
@@ -239,7 +324,12 @@ class Store:
 
     def repetitions(self, run_id: str) -> list[Repetition]:
         return [
-            Repetition(r["idx"], bool(r["warmup"]), json.loads(r["metrics"]), json.loads(r["itl_gaps"]), r["text"])
+            Repetition(
+                r["idx"],
+                bool(r["warmup"]),
+                generation_metrics_from_json(json.loads(r["metrics"]) or {}, json.loads(r["itl_gaps"]) or ()),
+                text=r["text"],
+            )
             for r in self.db.execute("SELECT * FROM repetitions WHERE run_id = ? ORDER BY idx", (run_id,))
         ]
 
@@ -274,6 +364,36 @@ class Store:
         ).fetchall()
         return {row["key"] for row in rows}
 
+    # -- claims: each run of a sweep runs once, however many processes run the sweep --------------
+
+    CLAIM_LEASE_S = _claims.LEASE_S
+    """How long a claim holds unless its claimant renews it."""
+
+    def claim_run(self, sweep_id: str, key: str, lease_s: float = _claims.LEASE_S) -> ClaimState:
+        """Take the run ``key`` for this process: ``claimed``, or ``finished`` / ``held`` (leave it)."""
+        return _claims.claim(self.db, sweep_id, key, lease_s)
+
+    def renew_claims(self, sweep_id: str, keys: Iterable[str], lease_s: float = _claims.LEASE_S) -> set[str]:
+        """Extend this process's leases on ``keys``; return the keys another process took over."""
+        return _claims.renew(self.db, sweep_id, keys, lease_s)
+
+    def release_claim(self, sweep_id: str, key: str) -> None:
+        """Drop this process's claim on ``key``: its record is stored, or it will not run here."""
+        _claims.release(self.db, sweep_id, key)
+
+
+def _metrics_json(run: RunRecord) -> str | None:
+    data = run.metrics
+    return _dumps(data) if data is not None else None
+
+
+def _loads_object(text: str | None) -> dict[str, Any] | None:
+    """A stored JSON object; None for none (or for anything else, which no llmbench version wrote)."""
+    if not text:
+        return None
+    value = json.loads(text)
+    return value if isinstance(value, dict) else None
+
 
 def _sweep(row: sqlite3.Row) -> SweepRecord:
     return SweepRecord(
@@ -287,7 +407,7 @@ def _sweep(row: sqlite3.Row) -> SweepRecord:
 
 
 def _record(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
+    record = RunRecord(
         id=row["id"],
         created_at=row["created_at"],
         kind=row["kind"],
@@ -296,9 +416,12 @@ def _record(row: sqlite3.Row) -> RunRecord:
         model_path=row["model_path"],
         backend=row["backend"],
         config=json.loads(row["config"]),
-        metrics=json.loads(row["metrics"]) if row["metrics"] else None,
         environment=json.loads(row["environment"]),
         error=row["error"],
         key=row["key"],
         sweep_id=row["sweep_id"],
     )
+    data = _loads_object(row["metrics"])
+    if data is not None:
+        record._read_metrics(data)
+    return record

@@ -4,11 +4,12 @@
     with Store() as store:
         outcome = run_sweep(plan, store)
 
-Re-running the same file resumes it: runs already stored under the sweep's id are skipped.
+Re-running the same file resumes it: runs already stored under the sweep's id are skipped. Two
+invocations of one sweep at once share the work: each run is claimed in the store before it starts.
 """
 
 from llmbench.sweep._config import ConfigError, ModelEntry, Settings, SweepFile, load_sweep_file
-from llmbench.sweep._executors import LocalExecutor, RayExecutor, SweepEvents, make_executor
+from llmbench.sweep._executors import LocalExecutor, RayExecutor, RunDriver, SweepEvents, make_executor
 from llmbench.sweep._plan import PlannedRun, expand, run_key
 from llmbench.sweep._runner import SweepOutcome, SweepPlan, plan_sweep, run_sweep
 
@@ -18,6 +19,7 @@ __all__ = [
     "ModelEntry",
     "PlannedRun",
     "RayExecutor",
+    "RunDriver",
     "Settings",
     "SweepEvents",
     "SweepFile",

@@ -1,7 +1,9 @@
 """Where a sweep's runs execute: one isolated process at a time here, or as tasks on a Ray cluster.
 
 An executor runs planned runs and hands each finished :class:`~llmbench.store.RunRecord` back
-to the driver, which stores it; executors never touch the store.
+to the driver, which stores it; executors never touch the store. Before starting a run an
+executor asks the driver for it (:meth:`RunDriver.claim`): another process running the same sweep
+may have it already.
 """
 
 from __future__ import annotations
@@ -26,10 +28,18 @@ class SweepEvents(Protocol):
     def run_done(self, run: PlannedRun, record: RunRecord) -> None: ...
 
 
+class RunDriver(SweepEvents, Protocol):
+    """What an executor reports to: the sweep's events, and the permission to start a run."""
+
+    def claim(self, run: PlannedRun) -> bool:
+        """True when this process may start ``run`` now; False: it is stored, or running elsewhere."""
+        ...
+
+
 class Executor(Protocol):
     name: str
 
-    def run(self, runs: Sequence[PlannedRun], events: SweepEvents) -> None: ...
+    def run(self, runs: Sequence[PlannedRun], events: RunDriver) -> None: ...
 
 
 class LocalExecutor:
@@ -41,11 +51,13 @@ class LocalExecutor:
         self.timeout_s = timeout_s
         self.memory_limit = memory_limit
 
-    def run(self, runs: Sequence[PlannedRun], events: SweepEvents) -> None:
+    def run(self, runs: Sequence[PlannedRun], events: RunDriver) -> None:
         from llmbench.sweep._isolation import process_context, run_isolated
 
         context = process_context(sorted({run.backend for run in runs}))
         for run in runs:
+            if not events.claim(run):  # claimed just before it starts: the other runs stay free meanwhile
+                continue
             events.run_started(run)
             record = run_isolated(
                 run,
@@ -66,7 +78,8 @@ class RayExecutor:
 
     Inside the task the run is isolated once more in a child process, so the deadline, the memory
     limit and crash reporting work as they do locally. Records come back to the driver, which
-    stores them; the cluster needs no access to the store.
+    stores them; the cluster needs no access to the store. Runs are claimed (by the driver) as
+    they are submitted, since the cluster may start them all at once.
     """
 
     name = "ray"
@@ -85,7 +98,8 @@ class RayExecutor:
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
 
-    def run(self, runs: Sequence[PlannedRun], events: SweepEvents) -> None:
+    def run(self, runs: Sequence[PlannedRun], events: RunDriver) -> None:
+        runs = [run for run in runs if events.claim(run)]
         if not runs:
             return
         ray = _import_ray(loopback=_is_loopback(self.address))

@@ -6,14 +6,17 @@ import difflib
 import hashlib
 import itertools
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from llmbench.errors import LLMBenchError
-from llmbench.sweep._config import BACKEND_SETTINGS, ConfigError, ModelEntry, Settings, SweepFile
+from llmbench.sweep._config import BACKEND_SETTINGS, ConfigError, ModelEntry, Settings, SweepFile, brief, clip
 
 DEFAULT_MODEL = "default"
+MAX_RUNS = 10_000
+"""Most runs one sweep may plan (counted before exclusions): more is a mistake, or several sweeps."""
 _RUN_SETTINGS = tuple(name for name in Settings.model_fields if name not in (*BACKEND_SETTINGS, "options", "load"))
 
 
@@ -26,7 +29,8 @@ class PlannedRun:
     model: str | None
     backend: str
     config: dict[str, Any]
-    """The fields of :class:`~llmbench.scenarios.single_run.BenchmarkConfig`."""
+    """The stored (flat) form of :class:`~llmbench.scenarios.single_run.BenchmarkConfig`: the model
+    set-up's fields beside the run's own; a load run adds ``load`` (its steps)."""
     choices: dict[str, Any] = field(default_factory=dict)
     """The setting values this run took from the sweep's lists and options (for display)."""
     kind: str = "generate"
@@ -55,19 +59,37 @@ def sweep_id(sweep: SweepFile, salt: str = "") -> str:
 
 
 def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
-    """Every run of the sweep, in file order, exclusions applied and duplicates dropped."""
+    """Every run of the sweep, in file order, exclusions applied and duplicates dropped.
+
+    The number of runs is counted before any is built: a product over :data:`MAX_RUNS` is refused.
+    Two model entries that give the same run under different labels are refused too (one label
+    would silently vanish); a sweep left with no run at all is an error, not an empty success.
+    """
     base_dir = base_dir or Path.cwd()
-    backend_classes = _backend_classes(sweep, base_dir)
+    entries = sweep.model_entries()
+    _check_count(sum(len(entry.backends or sweep.backends or ()) or 1 for entry in entries))
+    models = [_normalise_model(entry.model, base_dir) for entry in entries]
+    names = [
+        entry.backends or sweep.backends or [_default_backend(model)]
+        for entry, model in zip(entries, models, strict=True)
+    ]
+    backend_classes = _backend_classes({name for listed in names for name in listed})
     _check_option_names(sweep, backend_classes)
     _check_exclude_keys(sweep)
-    runs: list[PlannedRun] = []
-    seen: set[str] = set()
-    for entry in sweep.model_entries():
-        model = _normalise_model(entry.model, base_dir)
-        label = entry.label or _label(entry.model)
+    plans = []
+    for entry, model, listed in zip(entries, models, names, strict=True):
         settings = sweep.settings.merged(entry.settings)
-        for backend_name in entry.backends or sweep.backends or [_default_backend(model)]:
-            backend = backend_classes[backend_name]
+        plans.append((entry, model, settings, [backend_classes[name] for name in listed]))
+    _check_count(
+        sum(
+            _product_size(settings, backend.known_options) for _, _, settings, backends in plans for backend in backends
+        )
+    )
+    runs: list[PlannedRun] = []
+    seen: dict[str, PlannedRun] = {}
+    for entry, model, settings, backends in plans:
+        label = entry.label or _label(entry.model)
+        for backend in backends:
             for choices in _product(settings, backend.known_options):
                 if _excluded(sweep.exclude, entry, label, backend.name, choices):
                     continue
@@ -76,26 +98,39 @@ def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
                 if settings.load is not None:
                     kind, config["load"] = "load", settings.load.model_dump()
                 key = run_key(kind, model, backend.name, config)
-                if key not in seen:
-                    seen.add(key)
-                    runs.append(PlannedRun(key, label, model, backend.name, config, choices, kind))
+                run = PlannedRun(key, label, model, backend.name, config, choices, kind)
+                earlier = seen.get(key)
+                if earlier is None:
+                    seen[key] = run
+                    runs.append(run)
+                elif earlier.label != label:
+                    raise ConfigError(
+                        f"models labelled {brief(earlier.label)} and {brief(label)} give the same run"
+                        f" ({clip(run.describe(), 120)})",
+                        "give the two entries different models, backends or settings, or drop one",
+                    )
+    if not runs:
+        raise ConfigError("every run of the sweep is excluded", "loosen the exclude rules")
     return _keep_varying(runs)
 
 
-def _backend_classes(sweep: SweepFile, base_dir: Path) -> dict[str, Any]:
+def _check_count(count: int) -> None:
+    if count > MAX_RUNS:
+        raise ConfigError(
+            f"the sweep expands to {count:,} runs (before exclusions), more than the {MAX_RUNS:,} a sweep may plan",
+            "shorten its lists, or split it into several sweep files",
+        )
+
+
+def _backend_classes(names: set[str]) -> dict[str, Any]:
     from llmbench.backends import get_backend
 
-    names = set(sweep.backends or [])
-    for entry in sweep.model_entries():
-        names.update(entry.backends or [])
-        if not (entry.backends or sweep.backends):
-            names.add(_default_backend(_normalise_model(entry.model, base_dir)))
     classes = {}
     for name in sorted(names):
         try:
             classes[name] = get_backend(name)
         except LLMBenchError as exc:
-            raise ConfigError(f"backends: {exc.message}", exc.hint) from None
+            raise ConfigError(f"backends: {clip(exc.message)}", clip(exc.hint or "") or None) from None
     return classes
 
 
@@ -103,8 +138,11 @@ def _normalise_model(model: str, base_dir: Path) -> str | None:
     if model == DEFAULT_MODEL:
         return None
     for candidate in (base_dir / model, Path(model).expanduser()):
-        if candidate.exists():
-            return str(candidate.resolve())
+        try:
+            if candidate.exists():
+                return str(candidate.resolve())
+        except (OSError, ValueError, RuntimeError):  # too long for a path, a NUL byte, ~nobody: no such file
+            continue
     return model  # a Hub id, or a path that does not exist: the run itself fails with the reason
 
 
@@ -142,6 +180,10 @@ def _axes(settings: Settings, known_options: frozenset[str] | None) -> list[tupl
     return axes
 
 
+def _product_size(settings: Settings, known_options: frozenset[str] | None) -> int:
+    return math.prod(len(values) for _, values in _axes(settings, known_options))
+
+
 def _product(settings: Settings, known_options: frozenset[str] | None) -> list[dict[str, Any]]:
     axes = _axes(settings, known_options)
     names = [name for name, _ in axes]
@@ -165,16 +207,15 @@ def _benchmark_config(
 
     values: dict[str, Any] = {"model": model, "backend": backend, "options": {}}
     for name, value in choices.items():
-        if name == "allow_eos":
-            values["force_new_tokens"] = not value
-        elif name in _RUN_SETTINGS:
+        if name in _RUN_SETTINGS:
             values[name] = value
         else:
             values["options"][name] = value
     try:
-        return asdict(BenchmarkConfig(**values))
+        return BenchmarkConfig.from_json(values).to_json()
     except LLMBenchError as exc:
-        raise ConfigError(f"run {label} on {backend} with {choices}: {exc.message}", exc.hint) from None
+        where = f"run {brief(label, 60)} on {backend} with {brief(choices, 120)}"
+        raise ConfigError(f"{where}: {clip(exc.message)}", clip(exc.hint or "") or None) from None
 
 
 def _excluded(
@@ -212,8 +253,10 @@ def _check_option_names(sweep: SweepFile, backends: dict[str, Any]) -> None:
     known = set().union(*declared)
     for name in sorted(_option_names(sweep) - known):
         close = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"options they take: {', '.join(sorted(known))}"
-        raise ConfigError(f"option {name!r} is taken by none of the backends ({', '.join(sorted(backends))})", hint)
+        hint = f"did you mean {close[0]!r}?" if close else clip(f"options they take: {', '.join(sorted(known))}", 300)
+        raise ConfigError(
+            f"option {brief(name)} is taken by none of the backends ({', '.join(sorted(backends))})", hint
+        )
 
 
 def _check_exclude_keys(sweep: SweepFile) -> None:
@@ -223,4 +266,4 @@ def _check_exclude_keys(sweep: SweepFile) -> None:
             if name not in allowed:
                 close = difflib.get_close_matches(name, sorted(allowed), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else "use model, backend, a setting or an option name"
-                raise ConfigError(f"exclude[{index}]: unknown key {name!r}", hint)
+                raise ConfigError(f"exclude[{index}]: unknown key {brief(name)}", hint)

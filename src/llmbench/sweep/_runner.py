@@ -1,11 +1,25 @@
-"""Driving a sweep: plan it, skip what is already stored, execute the rest, store each run as it ends."""
+"""Driving a sweep: plan it, skip what is already stored, execute the rest, store each run as it ends.
+
+Several processes may run one sweep at once (two terminals, several machines on one store). Each
+run is claimed in the store before it starts (:meth:`~llmbench.store.Store.claim_run`), its lease
+renewed in the background while it runs, and the claim released once its record is stored; a run
+another live process holds is left to it, and this sweep waits for it to be stored (or takes it
+over if that process dies) before it ends. So every run executes once and every invocation ends
+with the whole sweep stored.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
+from llmbench.errors import LLMBenchError
 from llmbench.store import RunRecord, Store, SweepRecord
 from llmbench.sweep._config import ConfigError, SweepFile, load_sweep_file
 from llmbench.sweep._executors import Executor, SweepEvents, make_executor
@@ -33,20 +47,92 @@ def plan_sweep(path: str | Path, fresh: bool = False) -> SweepPlan:
     return SweepPlan(sweep_id(sweep, uuid.uuid4().hex if fresh else ""), sweep, path, runs)
 
 
+CLAIM_POLL_S = 2.0
+"""How often a sweep looks again at runs another process of the same sweep is running."""
+LEASE_S = Store.CLAIM_LEASE_S
+"""A claim lasts this long unless renewed; this process renews its claims every third of it."""
+
+
 @dataclass
 class SweepOutcome:
     plan: SweepPlan
     skipped: list[PlannedRun] = field(default_factory=list)
-    """Runs already stored by an earlier, interrupted or finished, invocation of the same sweep."""
+    """Runs stored by another invocation of the same sweep: an earlier one, or one running alongside."""
     records: list[RunRecord] = field(default_factory=list)
     """Runs executed and stored now."""
 
 
-class _Storing:
-    """Stores each record the moment its run ends, then tells the watcher."""
+class _Leases:
+    """Renews this process's claims in the background while their runs run (its own connection)."""
 
-    def __init__(self, store: Store, plan: SweepPlan, outcome: SweepOutcome, watcher: SweepEvents | None) -> None:
-        self.store, self.plan, self.outcome, self.watcher = store, plan, outcome, watcher
+    def __init__(self, path: Path, sweep_id: str, lease_s: float = LEASE_S) -> None:
+        self.path, self.sweep_id, self.lease_s = path, sweep_id, lease_s
+        self.keys: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="llmbench-claim-leases", daemon=True)
+
+    def __enter__(self) -> _Leases:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def hold(self, key: str) -> None:
+        with self._lock:
+            self.keys.add(key)
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self.keys.discard(key)
+
+    def _renew(self) -> None:
+        store: Store | None = None
+        try:
+            while not self._stop.wait(self.lease_s / 3):
+                with self._lock:
+                    keys = sorted(self.keys)
+                if not keys:
+                    continue
+                # A busy store or a failed renewal is tried again next time; the lease has time to spare.
+                with contextlib.suppress(LLMBenchError, sqlite3.Error):
+                    store = store or Store(self.path)
+                    store.renew_claims(self.sweep_id, keys, self.lease_s)
+        finally:
+            if store is not None:
+                store.close()
+
+
+class _Storing:
+    """Claims each run before it starts, stores its record the moment it ends, then tells the watcher."""
+
+    def __init__(
+        self, store: Store, plan: SweepPlan, outcome: SweepOutcome, watcher: SweepEvents | None, leases: _Leases
+    ) -> None:
+        self.store, self.plan, self.outcome, self.watcher, self.leases = store, plan, outcome, watcher, leases
+        self.waiting: list[PlannedRun] = []
+        """Runs another live process holds: looked at again once this process has done the rest."""
+
+    def claim(self, run: PlannedRun) -> bool:
+        state = self.store.claim_run(self.plan.id, run.key, self.leases.lease_s)
+        if state == "claimed":
+            self.leases.hold(run.key)
+            return True
+        if state == "finished":
+            self.outcome.skipped.append(run)
+        else:
+            self.waiting.append(run)
+        return False
+
+    def release(self, key: str) -> None:
+        self.leases.drop(key)
+        self.store.release_claim(self.plan.id, key)
+
+    def release_all(self) -> None:
+        for key in sorted(self.leases.keys):
+            self.release(key)
 
     def run_started(self, run: PlannedRun) -> None:
         if self.watcher:
@@ -58,11 +144,13 @@ class _Storing:
 
     def run_done(self, run: PlannedRun, record: RunRecord) -> None:
         if record.status == "interrupted":
+            self.release(run.key)
             return  # not finished: a resumed sweep runs it again
         record.key = run.key
         record.sweep_id = self.plan.id
         record.config = {**record.config, "sweep": {"label": run.label, "choices": run.choices}}
         self.store.save(record)
+        self.release(run.key)  # after the save: meanwhile the claim turns others away, then the record does
         self.outcome.records.append(record)
         if self.watcher:
             self.watcher.run_done(run, record)
@@ -73,8 +161,13 @@ def run_sweep(
     store: Store,
     executor: Executor | str | None = None,
     watcher: SweepEvents | None = None,
+    poll_s: float = CLAIM_POLL_S,
 ) -> SweepOutcome:
-    """Execute the runs of ``plan`` not yet stored under its id; each is stored as soon as it ends."""
+    """Execute the runs of ``plan`` not yet stored under its id; each is stored as soon as it ends.
+
+    A run another process of the same sweep is running is left to it; this returns once every run
+    is stored, by this process or another (``poll_s``: how often it looks at theirs).
+    """
     sweep = plan.file
     if executor is None or isinstance(executor, str):
         executor = make_executor(
@@ -96,5 +189,14 @@ def run_sweep(
     finished = store.finished_keys(plan.id)
     outcome = SweepOutcome(plan, skipped=[run for run in plan.runs if run.key in finished])
     todo = [run for run in plan.runs if run.key not in finished]
-    executor.run(todo, _Storing(store, plan, outcome, watcher))
+    with _Leases(store.path, plan.id) as leases:
+        driver = _Storing(store, plan, outcome, watcher, leases)
+        try:
+            while todo:
+                executor.run(todo, driver)
+                todo, driver.waiting = driver.waiting, []
+                if todo:  # held by other live processes: stored by them, or taken over if they die
+                    time.sleep(poll_s)
+        finally:
+            driver.release_all()  # Ctrl-C, a lost Ray cluster: what did not run here is free again
     return outcome

@@ -1,10 +1,16 @@
-"""One planned run, executed where it lands (an isolated child process, a Ray worker)."""
+"""One planned run, executed where it lands (an isolated child process, a Ray worker).
+
+A run goes through the same harness as ``llmbench run`` and ``llmbench load``: its stored config
+holds the model set-up (``n_ctx``, ``threads``, ``device``, ``dtype``, ``options``) beside the
+scenario's own fields, and every field reaches the backend, in generation and load runs alike.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from llmbench.scenarios.single_run import ProgressCallback
+from llmbench.harness import ProgressCallback, describe_failure
+from llmbench.harness import failed_record as harness_failed_record
 from llmbench.store import RunRecord
 from llmbench.sweep._plan import PlannedRun
 
@@ -22,13 +28,18 @@ class _Keep:
 
 def execute(run: PlannedRun, progress: ProgressCallback | None = None) -> RunRecord:
     """Run one planned run; a failure is returned as a failed record, never raised."""
-    from llmbench.scenarios.single_run import BenchmarkConfig, describe_failure, run_benchmark
+    from llmbench.harness import run_scenario
+    from llmbench.scenarios.load import LoadTest
+    from llmbench.scenarios.single_run import BenchmarkConfig, SingleRun
 
-    if run.kind == "load":
-        return _load(run, progress)
     sink = _Keep()
     try:
-        run_benchmark(BenchmarkConfig(**run.config), store=sink, progress=progress)
+        config = BenchmarkConfig.from_json(run.config)
+        if run.kind == "load":
+            scenario: Any = LoadTest(_load_config(run, config), _step_progress(progress))
+        else:
+            scenario = SingleRun(config)
+        run_scenario(config.setup, scenario, sink, progress)
     except Exception as exc:
         if sink.record is None:  # it failed before the model was loaded
             return failed_record(run, describe_failure(exc) or "failed")
@@ -37,48 +48,32 @@ def execute(run: PlannedRun, progress: ProgressCallback | None = None) -> RunRec
     return sink.record
 
 
-def failed_record(run: PlannedRun, cause: str, stderr_tail: str | None = None, **details: Any) -> RunRecord:
-    """The stored form of a run that ended without a result of its own."""
-    from llmbench.measurement.fingerprint import fingerprint
+def _load_config(run: PlannedRun, config: Any) -> Any:
+    """The load test of the run's model, served in-process, with the sweep's steps."""
+    from llmbench.scenarios.load import LoadConfig
 
-    metrics: dict[str, Any] = dict(details)
-    if stderr_tail:
-        metrics["stderr_tail"] = stderr_tail
-    return RunRecord(
-        kind=run.kind,
-        status="failed",
-        model=run.label,
-        model_path=run.model,
-        backend=run.backend,
-        config=dict(run.config),
-        environment=fingerprint(include_llama_cpp=False),
-        metrics=metrics or None,
-        error=cause,
+    steps = run.config["load"]
+    return LoadConfig(
+        setup=config.setup,
+        concurrency=tuple(steps["concurrency"]),
+        rates=tuple(steps["rates"]),
+        requests=steps["requests"],
+        duration_s=steps["duration_s"] if steps["requests"] is None else None,
+        warmup_s=steps["warmup_s"],
+        prompt_tokens=config.prompt_tokens,
+        max_new_tokens=config.max_new_tokens,
+        allow_eos=config.allow_eos,
     )
 
 
-def _load(run: PlannedRun, progress: ProgressCallback | None) -> RunRecord:
-    """A load test of the run's model, served in-process, with the sweep's steps."""
-    from llmbench.errors import LLMBenchError
-    from llmbench.scenarios.single_run import describe_failure
-    from llmbench.serving import LoadConfig, run_load
+def _step_progress(progress: ProgressCallback | None) -> Any:
+    if progress is None:
+        return None
+    return lambda label, done, total: progress(label, done, total or 0)
 
-    config, steps = run.config, run.config["load"]
-    try:
-        load = LoadConfig(
-            target=run.model or "",
-            backend=run.backend,
-            concurrency=list(steps["concurrency"]),
-            rates=list(steps["rates"]),
-            requests=steps["requests"],
-            duration_s=steps["duration_s"] if steps["requests"] is None else None,
-            warmup_s=steps["warmup_s"],
-            prompt_tokens=config["prompt_tokens"],
-            max_tokens=config["max_new_tokens"],
-            n_ctx=config["n_ctx"],
-            options=dict(config["options"]),
-        )
-        reporter = (lambda label, done, total: progress(label, done, total or 0)) if progress else None
-        return run_load(load, store=None, progress=reporter)
-    except (LLMBenchError, Exception) as exc:
-        return failed_record(run, describe_failure(exc) or "failed")
+
+def failed_record(
+    run: PlannedRun, cause: str, stderr_tail: str | None = None, exit_code: int | None = None
+) -> RunRecord:
+    """The stored form of a run that ended without a result of its own (a crash, a kill, a timeout)."""
+    return harness_failed_record(run.kind, run.label, run.model, run.backend, run.config, cause, stderr_tail, exit_code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -126,39 +127,6 @@ def _accelerators() -> list[Finding]:
     return findings
 
 
-def _backends() -> list[Finding]:
-    from llmbench.backends import backend_names, get_backend
-    from llmbench.errors import LLMBenchError
-
-    findings = []
-    for name in backend_names():
-        if name == "fake":
-            continue
-        try:
-            cls = get_backend(name)
-            cls.check_available()
-        except LLMBenchError as exc:
-            findings.append(Finding(f"backend.{name}", "missing", exc.message, exc.hint))
-            continue
-        versions = ", ".join(f"{k} {v}" for k, v in cls.library_versions().items() if k != "system_info")
-        findings.append(Finding(f"backend.{name}", "ok", versions or "installed"))
-    try:
-        import llama_cpp
-
-        offload = bool(llama_cpp.llama_supports_gpu_offload())
-        findings.append(
-            Finding(
-                "llama.cpp.gpu_offload",
-                "ok" if offload else "info",
-                f"this llama.cpp build {'can' if offload else 'cannot'} offload layers to a GPU",
-                None if offload else "rebuild with CMAKE_ARGS=-DGGML_CUDA=on for GPU offload",
-            )
-        )
-    except ImportError:
-        pass
-    return findings
-
-
 _KERNELS = (
     ("bitsandbytes", "bitsandbytes", "pip install 'llmbench[bnb]' (needs a CUDA GPU for 4/8-bit)"),
     ("flash_attn", "flash-attn", "pip install flash-attn (CUDA, Ampere or newer)"),
@@ -188,11 +156,13 @@ def _kernels() -> list[Finding]:
     return findings
 
 
-def diagnose() -> list[Finding]:
+def diagnose(backends: Callable[[], list[Finding]] | None = None) -> list[Finding]:
+    """The machine's findings; ``backends`` (``llmbench.backends.backend_findings``, a higher floor
+    that this module does not import) adds each backend's, before the kernels."""
     info = fp.fingerprint()
     findings = [
         Finding("system", "info", f"{info['os']}; Python {info['python']}; {info['cpu_logical_cores']} CPUs"),
     ]
-    for part in (_cpu, _memory, _accelerators, _backends, _kernels):
+    for part in (_cpu, _memory, _accelerators, *([backends] if backends else []), _kernels):
         findings.extend(part())
     return findings

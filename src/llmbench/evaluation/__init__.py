@@ -1,1 +1,0 @@
-"""Multiple-choice evaluation: tasks, prompts, and the statistics of the results."""

@@ -1,0 +1,543 @@
+"""What each kind of run measured, typed: the values scenarios build and reports read.
+
+One class per kind of stored run (``RunRecord.kind``): :class:`GenerationResult` (``generate``),
+:class:`EvalResult` (``eval``), :class:`PerplexityResult` (``perplexity``) and :class:`LoadResult`
+(``load``). Each converts to the JSON stored in the ``metrics`` column with ``to_json()`` and back
+with ``from_json()``; the store is the only place that does either.
+
+``from_json`` reads every shape llmbench has stored: a missing key reads as None (a missing
+summary statistic as NaN), an unknown key is kept in ``extra`` and written back unchanged, so
+an older or newer row survives a round trip. Values JSON cannot hold (NaN, infinity) are
+stored as null by the store.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeAlias
+
+from llmbench.measurement.metrics import GenerationMetrics, Summary
+
+_SUMMARY_FIELDS = tuple(f.name for f in fields(Summary))
+
+
+def summary_from_json(data: Any) -> Summary | None:
+    """A stored summary (``Summary.as_dict()``, NaN stored as null) or None when there is none."""
+    if not isinstance(data, Mapping):
+        return None
+    values = {name: _float(data.get(name)) for name in _SUMMARY_FIELDS if name != "count"}
+    return Summary(count=_int(data.get("count")) or 0, **{k: math.nan if v is None else v for k, v in values.items()})
+
+
+def _summary_json(summary: Summary | None) -> dict[str, Any] | None:
+    return None if summary is None else summary.as_dict()
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return int(number) if number is not None and math.isfinite(number) else None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _extra(data: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if key not in known}
+
+
+def error_counts(errors: Mapping[str, int]) -> str:
+    """Error counts for people: ``connect 2, http_500 1`` (most frequent first), ``""`` for none."""
+    ordered = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{kind} {count}" for kind, count in ordered if count)
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MemoryUsage:
+    """Memory measured around a run (bytes): the process's RSS and, when measured, the GPU's."""
+
+    peak_rss_bytes: int | None = None
+    rss_before_load_bytes: int | None = None
+    rss_after_load_bytes: int | None = None
+    memory_samples: int | None = None
+    peak_vram_allocated_bytes: int | None = None
+    peak_vram_reserved_bytes: int | None = None
+    peak_vram_nvml_bytes: int | None = None
+
+    @property
+    def peak_vram_bytes(self) -> int | None:
+        """The GPU memory the run's tensors held (torch's count), else the device's (NVML)."""
+        return self.peak_vram_allocated_bytes or self.peak_vram_nvml_bytes
+
+    def to_json(self) -> dict[str, Any]:
+        """Stored flat, beside the result's other keys (as every llmbench version stored it)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MemoryUsage:
+        return cls(**{f.name: _int(data.get(f.name)) for f in fields(cls)})
+
+
+_MEMORY_KEYS = {f.name for f in fields(MemoryUsage)}
+
+
+# -- one generation run ----------------------------------------------------------------------------
+
+
+def generation_metrics_from_json(data: Mapping[str, Any], itl_gaps: Sequence[float] = ()) -> GenerationMetrics:
+    """One repetition's stored metrics (``GenerationMetrics.as_dict()``; NaN stored as null)."""
+
+    def real(name: str) -> float:
+        value = _float(data.get(name))
+        return math.nan if value is None else value
+
+    return GenerationMetrics(
+        prompt_tokens=_int(data.get("prompt_tokens")) or 0,
+        output_tokens=_int(data.get("output_tokens")) or 0,
+        ttft_s=real("ttft_s"),
+        prefill_tok_s=real("prefill_tok_s"),
+        decode_s=real("decode_s"),
+        decode_tok_s=_float(data.get("decode_tok_s")),
+        itl_s=_float(data.get("itl_s")),
+        e2e_s=real("e2e_s"),
+        e2e_tok_s=real("e2e_tok_s"),
+        itl_gaps=tuple(float(gap) for gap in itl_gaps if gap is not None),
+    )
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """A single-run benchmark (``llmbench run``): load, memory and per-metric summaries."""
+
+    load_s: float | None = None
+    model_size_bytes: int | None = None
+    memory: MemoryUsage = field(default_factory=MemoryUsage)
+    summary: Mapping[str, Summary] = field(default_factory=dict)
+    """Per metric (``ttft_s``, ``decode_tok_s``, ... and the pooled ``itl_gap_s``) over the measured repetitions."""
+    repetitions: int | None = None
+    """Measured repetitions (warm-ups excluded)."""
+    sample_text: str | None = None
+    produced_tokens: int | None = None
+    """Tokens the backend produced when that fell short of a forced length."""
+    shortfall: str | None = None
+    """Why the forced length was not reached (a server that ignores ``ignore_eos``), for people."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Stored keys this version does not know, kept as they were."""
+
+    def __post_init__(self) -> None:
+        if self.memory is None:  # a caller passing "no measurement" as None
+            object.__setattr__(self, "memory", MemoryUsage())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "load_s": self.load_s,
+            "model_size_bytes": self.model_size_bytes,
+            **self.memory.to_json(),
+            "summary": {name: summary.as_dict() for name, summary in self.summary.items()},
+            "repetitions": self.repetitions,
+            "sample_text": self.sample_text,
+            "produced_tokens": self.produced_tokens,
+            "shortfall": self.shortfall,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> GenerationResult:
+        raw = data.get("summary")
+        summaries = {str(k): summary_from_json(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
+        own = {"load_s", "model_size_bytes", "summary", "repetitions", "sample_text", "produced_tokens", "shortfall"}
+        return cls(
+            load_s=_float(data.get("load_s")),
+            model_size_bytes=_int(data.get("model_size_bytes")),
+            memory=MemoryUsage.from_json(data),
+            summary={k: v for k, v in summaries.items() if v is not None},
+            repetitions=_int(data.get("repetitions")),
+            sample_text=_str(data.get("sample_text")),
+            produced_tokens=_int(data.get("produced_tokens")),
+            shortfall=_str(data.get("shortfall")),
+            extra=_extra(data, own | _MEMORY_KEYS),
+        )
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Multiple-choice accuracy under one normalization, with its 95% Wilson interval and calibration."""
+
+    accuracy: float | None = None
+    ci95_low: float | None = None
+    ci95_high: float | None = None
+    correct: int | None = None
+    count: int | None = None
+    ece: float | None = None
+    """Expected calibration error of the top choice (10 equal-width bins)."""
+    brier: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Accuracy:
+        return cls(
+            accuracy=_float(data.get("accuracy")),
+            ci95_low=_float(data.get("ci95_low")),
+            ci95_high=_float(data.get("ci95_high")),
+            correct=_int(data.get("correct")),
+            count=_int(data.get("count")),
+            ece=_float(data.get("ece")),
+            brier=_float(data.get("brier")),
+        )
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """An evaluation (``llmbench eval``): accuracy per normalization over the examples scored so far."""
+
+    task: str | None = None
+    examples: int | None = None
+    accuracy: Mapping[str, Accuracy] = field(default_factory=dict)
+    """Per normalization (``sum``, ``per_char``, ...), in the order they were asked for."""
+    examples_per_s: float | None = None
+    scored_this_session: int | None = None
+    resumed_from: int | None = None
+    """Examples already stored when this session started (a resumed evaluation)."""
+    load_s: float | None = None
+    memory: MemoryUsage = field(default_factory=MemoryUsage)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.memory is None:
+            object.__setattr__(self, "memory", MemoryUsage())
+
+    @property
+    def headline(self) -> Accuracy | None:
+        """The first normalization's accuracy: the one a report shows."""
+        return next(iter(self.accuracy.values()), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "task": self.task,
+            "examples": self.examples,
+            "accuracy": {how: accuracy.to_json() for how, accuracy in self.accuracy.items()},
+            "normalizations": list(self.accuracy),
+            "examples_per_s": self.examples_per_s,
+            "scored_this_session": self.scored_this_session,
+            "resumed_from": self.resumed_from,
+            "load_s": self.load_s,
+            **self.memory.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
+        raw = data.get("accuracy")
+        accuracy = (
+            {str(how): Accuracy.from_json(v) for how, v in raw.items() if isinstance(v, Mapping)}
+            if isinstance(raw, Mapping)
+            else {}
+        )
+        order = data.get("normalizations")
+        if not isinstance(order, list):  # rows before the order was stored (their keys sorted): the default first
+            order = ["sum"]
+        first = [str(how) for how in order if str(how) in accuracy]
+        accuracy = {how: accuracy[how] for how in [*first, *(how for how in accuracy if how not in first)]}
+        own = {"task", "examples", "accuracy", "normalizations", "examples_per_s", "scored_this_session"}
+        own |= {"resumed_from", "load_s"}
+        return cls(
+            task=_str(data.get("task")),
+            examples=_int(data.get("examples")),
+            accuracy=accuracy,
+            examples_per_s=_float(data.get("examples_per_s")),
+            scored_this_session=_int(data.get("scored_this_session")),
+            resumed_from=_int(data.get("resumed_from")),
+            load_s=_float(data.get("load_s")),
+            memory=MemoryUsage.from_json(data),
+            extra=_extra(data, own | _MEMORY_KEYS),
+        )
+
+
+# -- perplexity ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PerplexityResult:
+    """Perplexity over a text with a sliding window (``llmbench perplexity``)."""
+
+    perplexity: float | None = None
+    nll_per_token: float | None = None
+    """Mean negative log-likelihood per scored token (nats)."""
+    tokens_scored: int | None = None
+    windows: int | None = None
+    seconds: float | None = None
+    """Time spent scoring (the load excluded)."""
+    window: int | None = None
+    stride: int | None = None
+    load_s: float | None = None
+    memory: MemoryUsage = field(default_factory=MemoryUsage)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.memory is None:
+            object.__setattr__(self, "memory", MemoryUsage())
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if self.tokens_scored is None or not self.seconds or self.seconds <= 0:
+            return None
+        return self.tokens_scored / self.seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form (``tokens_per_s`` included), as ``llmbench perplexity --format json`` prints it."""
+        return self.to_json()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "perplexity": self.perplexity,
+            "nll_per_token": self.nll_per_token,
+            "tokens_scored": self.tokens_scored,
+            "windows": self.windows,
+            "seconds": self.seconds,
+            "tokens_per_s": self.tokens_per_s,
+            "window": self.window,
+            "stride": self.stride,
+            "load_s": self.load_s,
+            **self.memory.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PerplexityResult:
+        own = {f.name for f in fields(cls)} | {"tokens_per_s"}
+        return cls(
+            perplexity=_float(data.get("perplexity")),
+            nll_per_token=_float(data.get("nll_per_token")),
+            tokens_scored=_int(data.get("tokens_scored")),
+            windows=_int(data.get("windows")),
+            seconds=_float(data.get("seconds")),
+            window=_int(data.get("window")),
+            stride=_int(data.get("stride")),
+            load_s=_float(data.get("load_s")),
+            memory=MemoryUsage.from_json(data),
+            extra=_extra(data, own | _MEMORY_KEYS),
+        )
+
+
+# -- load test -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SLOTargets:
+    """The per-request objectives a load step's goodput was counted against (seconds; None = not set)."""
+
+    ttft_s: float | None = None
+    itl_s: float | None = None
+    e2e_s: float | None = None
+
+
+_STEP_SUMMARIES = ("ttft_s", "itl_s", "e2e_s", "decode_tok_s", "output_tokens", "queue_s", "send_lateness_s")
+
+
+@dataclass(frozen=True)
+class LoadStep:
+    """One step of a load test: a concurrency, a request rate, or the saturation probe.
+
+    Latency summaries cover the successful requests sent inside the measurement window; ``itl_s``
+    pools every inter-token gap (as ``itl_gap_s`` does for a single run); throughput counts what
+    finished inside the window.
+    """
+
+    mode: str
+    """``concurrency``, ``rate`` or ``saturation``."""
+    concurrency: int | None = None
+    rate: float | None = None
+    """Requests per second offered (``rate`` steps)."""
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict)
+    """Failed requests by kind (``connect``, ``http_500``, ``timeout``, ...)."""
+    window_s: float | None = None
+    measured_requests: int | None = None
+    request_throughput: float | None = None
+    """Requests finished per second inside the window."""
+    output_tok_s: float | None = None
+    output_tok_s_peak: float | None = None
+    ttft_s: Summary | None = None
+    itl_s: Summary | None = None
+    e2e_s: Summary | None = None
+    decode_tok_s: Summary | None = None
+    output_tokens: Summary | None = None
+    queue_s: Summary | None = None
+    send_lateness_s: Summary | None = None
+    client_bound: bool = False
+    """The client sent late (its p99 lateness over the limit): the step measured the client, not the server."""
+    slo: SLOTargets | None = None
+    goodput_req_s: float | None = None
+    goodput_fraction: float | None = None
+    analysis_s: float | None = None
+    retries: int = 0
+    """Requests sent again after a failed attempt (each attempt counted in ``sent``)."""
+    step_status: str = "ok"
+    """``ok``, or ``failed`` when too many of the step's requests failed."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``concurrency 4``, ``rate 2.5/s``, ``saturation 64``."""
+        if self.concurrency is not None:
+            return f"{self.mode} {self.concurrency}"
+        if self.rate is not None:
+            return f"{self.mode} {self.rate:g}/s"
+        return self.mode
+
+    @property
+    def error_text(self) -> str:
+        """``connect 2, http_500 1``; empty when nothing failed."""
+        return error_counts(self.errors)
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {**self.extra, "mode": self.mode}
+        if self.concurrency is not None:
+            data["concurrency"] = self.concurrency
+        if self.rate is not None:
+            data["rate"] = self.rate
+        data |= {
+            "sent": self.sent,
+            "ok": self.ok,
+            "failed": self.failed,
+            "errors": dict(self.errors),
+            "window_s": self.window_s,
+            "measured_requests": self.measured_requests,
+            "request_throughput": self.request_throughput,
+            "output_tok_s": self.output_tok_s,
+            "output_tok_s_peak": self.output_tok_s_peak,
+            **{name: _summary_json(getattr(self, name)) for name in _STEP_SUMMARIES},
+            "client_bound": self.client_bound,
+        }
+        if self.slo is not None:
+            data["slo"] = {"ttft_s": self.slo.ttft_s, "itl_s": self.slo.itl_s, "e2e_s": self.slo.e2e_s}
+            data["goodput_req_s"] = self.goodput_req_s
+            data["goodput_fraction"] = self.goodput_fraction
+        data |= {"analysis_s": self.analysis_s, "retries": self.retries, "step_status": self.step_status}
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoadStep:
+        raw_errors = data.get("errors")
+        errors = {str(k): _int(v) or 0 for k, v in raw_errors.items()} if isinstance(raw_errors, Mapping) else {}
+        raw_slo = data.get("slo")
+        slo = (
+            SLOTargets(_float(raw_slo.get("ttft_s")), _float(raw_slo.get("itl_s")), _float(raw_slo.get("e2e_s")))
+            if isinstance(raw_slo, Mapping)
+            else None
+        )
+        own = {f.name for f in fields(cls)} - {"extra"}
+        return cls(
+            mode=str(data.get("mode") or "step"),
+            concurrency=_int(data.get("concurrency")),
+            rate=_float(data.get("rate")),
+            sent=_int(data.get("sent")) or 0,
+            ok=_int(data.get("ok")) or 0,
+            failed=_int(data.get("failed")) or 0,
+            errors=errors,
+            window_s=_float(data.get("window_s")),
+            measured_requests=_int(data.get("measured_requests")),
+            request_throughput=_float(data.get("request_throughput")),
+            output_tok_s=_float(data.get("output_tok_s")),
+            output_tok_s_peak=_float(data.get("output_tok_s_peak")),
+            ttft_s=summary_from_json(data.get("ttft_s")),
+            itl_s=summary_from_json(data.get("itl_s")),
+            e2e_s=summary_from_json(data.get("e2e_s")),
+            decode_tok_s=summary_from_json(data.get("decode_tok_s")),
+            output_tokens=summary_from_json(data.get("output_tokens")),
+            queue_s=summary_from_json(data.get("queue_s")),
+            send_lateness_s=summary_from_json(data.get("send_lateness_s")),
+            client_bound=bool(data.get("client_bound")),
+            slo=slo,
+            goodput_req_s=_float(data.get("goodput_req_s")),
+            goodput_fraction=_float(data.get("goodput_fraction")),
+            analysis_s=_float(data.get("analysis_s")),
+            retries=_int(data.get("retries")) or 0,
+            step_status=str(data.get("step_status") or "ok"),
+            extra=_extra(data, own),
+        )
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """A load test (``llmbench load``): its steps in the order they ran.
+
+    ``load_s`` and ``memory`` are measured when the target is a model served in-process.
+    """
+
+    steps: Sequence[LoadStep] = ()
+    load_s: float | None = None
+    memory: MemoryUsage = field(default_factory=MemoryUsage)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.memory is None:
+            object.__setattr__(self, "memory", MemoryUsage())
+
+    @property
+    def errors(self) -> dict[str, int]:
+        """Failed requests by kind over all steps."""
+        total: dict[str, int] = {}
+        for step in self.steps:
+            for kind, count in step.errors.items():
+                total[kind] = total.get(kind, 0) + count
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "steps": [step.to_json() for step in self.steps],
+            "load_s": self.load_s,
+            **self.memory.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LoadResult:
+        raw = data.get("steps")
+        steps = tuple(LoadStep.from_json(s) for s in raw if isinstance(s, Mapping)) if isinstance(raw, list) else ()
+        return cls(
+            steps=steps,
+            load_s=_float(data.get("load_s")),
+            memory=MemoryUsage.from_json(data),
+            extra=_extra(data, {"steps", "load_s"} | _MEMORY_KEYS),
+        )
+
+
+RunResult: TypeAlias = GenerationResult | EvalResult | PerplexityResult | LoadResult
+
+RESULT_TYPES: dict[str, type[GenerationResult] | type[EvalResult] | type[PerplexityResult] | type[LoadResult]] = {
+    "generate": GenerationResult,
+    "eval": EvalResult,
+    "perplexity": PerplexityResult,
+    "load": LoadResult,
+}
+"""The result class of each run kind."""
+
+
+def result_from_json(kind: str, data: Mapping[str, Any] | None) -> RunResult | None:
+    """The typed result of a stored run of ``kind``; None when nothing was stored or the kind is unknown."""
+    cls = RESULT_TYPES.get(kind)
+    if not data or cls is None:
+        return None
+    return cls.from_json(data)
