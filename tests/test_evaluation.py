@@ -184,3 +184,20 @@ def test_eval_scores_one_letter_prompts(tmp_path: Path, delimiter: str) -> None:
     assert code == 0, err
     result = json.loads(out)
     assert result["status"] == "ok" and result["metrics"]["examples"] == 2
+
+
+@pytest.mark.slow
+def test_eval_on_a_gguf_with_corrupted_weights_is_one_line(tmp_path: Path) -> None:
+    """A third of the weights overwritten with 0xFF (NaN scales): not a TypeError, not a stored score."""
+    import shutil
+
+    from llmbench.models import default_model_path
+
+    corrupt = tmp_path / "corrupt.gguf"
+    shutil.copy(default_model_path(), corrupt)
+    size = corrupt.stat().st_size
+    with corrupt.open("r+b") as out:
+        out.seek(size // 3)
+        out.write(b"\xff" * (size // 3))
+    code, _, err = run_cli("eval", str(corrupt), "--task", str(bigbench("anachronisms")), "--limit", "2")
+    one_line_error(code, err, "non-finite log-probabilities", "corrupt")

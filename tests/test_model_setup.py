@@ -148,3 +148,22 @@ def test_setup_settings_reach_the_backend_from_a_sweeps_run_and_load_steps(tmp_p
     with Store() as store:
         kinds = sorted(record.kind for record in store.runs())
     assert kinds == ["generate", "load"]
+
+
+def test_a_server_that_ignores_ignore_eos_is_measured_with_the_shortfall_stated() -> None:
+    """Servers that stop at end-of-sequence whatever ``ignore_eos`` says (OpenAI, Ollama, TGI)."""
+    from sse_server import EOS_AFTER, sse_server
+
+    with sse_server() as url:
+        code, out, err = run_cli(
+            "run", f"{url}/ignores_eos", "-o", "model=m", "-p", "8", "-n", "16", "-r", "2", "-w", "0", "--format", "json"
+        )
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["status"] == "ok"
+    metrics = document["metrics"]
+    assert metrics["summary"]["output_tokens"]["mean"] == EOS_AFTER  # what the server produced
+    assert "ignores ignore_eos" in metrics["shortfall"] and "--allow-eos" in metrics["shortfall"]
+    with Store() as store:
+        (record,) = list(store.runs())
+    assert record.result is not None and "--allow-eos" in str(record.result.shortfall)

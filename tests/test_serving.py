@@ -15,8 +15,8 @@ from llmbench.harness import ModelSetup
 from llmbench.scenarios.load import LoadConfig, run_load
 from llmbench.serving import RequestRecord, step_metrics, token_times
 from llmbench.serving._metrics import SLO
-from llmbench.transport import MalformedStream, parse_openai_stream, split_events
 from llmbench.store import Store
+from llmbench.transport import MalformedStream, parse_openai_stream, split_events
 from sse_server import TOKENS, sse_server
 
 

@@ -108,7 +108,9 @@ def _shown(value: Any) -> str:
     """A user's value as echoed in an error: its repr, cut to a readable length."""
     import reprlib
 
-    return reprlib.Repr(maxstring=60, maxother=60).repr(value)
+    shorten = reprlib.Repr()
+    shorten.maxstring = shorten.maxother = 60
+    return shorten.repr(value)
 
 
 def option_int(key: str, value: Any, minimum: int | None = None) -> int:

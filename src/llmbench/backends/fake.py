@@ -60,7 +60,9 @@ class FakeBackend(Backend):
     ) -> FinishReason:
         prefill = option_float("prefill_delay", self.options.extra.get("prefill_delay", 0.0), minimum=0)
         raw = self.options.extra.get("token_delays", [])
-        delays = [option_float("token_delays", d, minimum=0) for d in (raw if isinstance(raw, (list, tuple)) else [raw])]
+        delays = [
+            option_float("token_delays", d, minimum=0) for d in (raw if isinstance(raw, (list, tuple)) else [raw])
+        ]
         eos_after = self.options.extra.get("eos_after")
         if eos_after is not None:
             eos_after = option_int("eos_after", eos_after)

@@ -18,7 +18,7 @@ from llmbench.harness._run import (
     run_scenario,
     status_of,
 )
-from llmbench.harness._setup import SETUP_FIELDS, ModelSetup, select_backend, split_config
+from llmbench.harness._setup import SETUP_FIELDS, ModelSetup, ScenarioConfig, select_backend, split_config
 
 __all__ = [
     "SETUP_FIELDS",
@@ -28,6 +28,7 @@ __all__ = [
     "ProgressCallback",
     "RecordSink",
     "Scenario",
+    "ScenarioConfig",
     "describe_failure",
     "environment",
     "failed_record",

@@ -30,7 +30,7 @@ from llmbench.errors import (
     LLMBenchError,
     ModelNotFoundError,
 )
-from llmbench.harness._setup import ModelSetup
+from llmbench.harness._setup import ModelSetup, ScenarioConfig
 from llmbench.measurement.fingerprint import fingerprint
 from llmbench.measurement.memory import MemoryPeak, PeakMemoryTracker
 from llmbench.measurement.results import GenerationResult, MemoryUsage, RunResult
@@ -89,9 +89,11 @@ class Scenario(ABC):
     loads_model: bool = True
     """False for scenarios that talk to a server and load nothing in-process."""
 
-    @abstractmethod
+    settings: ScenarioConfig
+
     def config(self) -> dict[str, Any]:
         """The scenario's own stored fields (the set-up's are added by the harness)."""
+        return self.settings.own_json()
 
     @abstractmethod
     def measure(self, opened: Opened, partial: Partial) -> RunResult:

@@ -10,8 +10,8 @@ flat in each run's config (``model``, ``backend``, ``n_ctx``, ``threads``, ``dev
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
 
 from llmbench.backends import default_backend_for, get_backend
 from llmbench.backends.base import Backend, LoadOptions
@@ -90,6 +90,34 @@ class ModelSetup:
     def from_json(cls, data: Mapping[str, Any]) -> ModelSetup:
         """The set-up part of a stored (flat) config; scenario keys are ignored."""
         return cls(**{name: data[name] for name in SETUP_FIELDS if name in data and data[name] is not None})
+
+
+C = TypeVar("C", bound="ScenarioConfig")
+
+
+class ScenarioConfig:
+    """Base of every scenario's config (a dataclass): a :class:`ModelSetup` in ``setup`` beside the
+    scenario's own fields, stored flat, so a stored config reads the same whatever the scenario."""
+
+    setup: ModelSetup
+    renamed: ClassVar[Mapping[str, str]] = {}
+    """Stored keys of older versions and the fields they are now (``max_tokens`` -> ``max_new_tokens``)."""
+
+    def own_json(self) -> dict[str, Any]:
+        """The scenario's own fields (tuples as lists), without the set-up's."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "setup"}  # type: ignore[arg-type]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in own.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored, flat form: the set-up's fields beside the scenario's own."""
+        return self.setup.to_json() | self.own_json()
+
+    @classmethod
+    def from_json(cls: type[C], data: Mapping[str, Any]) -> C:
+        """A config from its stored form; unknown keys (``model_path``, facts learnt) are ignored."""
+        data = {cls.renamed.get(k, k): v for k, v in data.items()}
+        names = {f.name for f in fields(cls)} - {"setup"}  # type: ignore[arg-type]
+        return cls(setup=ModelSetup.from_json(data), **{k: v for k, v in data.items() if k in names})  # type: ignore[call-arg]
 
 
 def split_config(data: Mapping[str, Any]) -> tuple[ModelSetup, dict[str, Any]]:

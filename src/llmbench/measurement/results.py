@@ -14,7 +14,7 @@ stored as null by the store.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeAlias
 
@@ -57,6 +57,24 @@ def _extra(data: Mapping[str, Any], known: set[str]) -> dict[str, Any]:
     return {key: value for key, value in data.items() if key not in known}
 
 
+_READERS: dict[str, Callable[[Any], Any]] = {
+    "float | None": _float,
+    "int | None": _int,
+    "str | None": _str,
+    "Summary | None": summary_from_json,
+}
+
+
+def _scalars(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Every field of ``cls`` that a plain reader reads from ``data``: numbers, text, summaries."""
+    return {f.name: _READERS[str(f.type)](data.get(f.name)) for f in fields(cls) if str(f.type) in _READERS}
+
+
+def _own(cls: type, *more: str) -> set[str]:
+    """The stored keys a result class reads itself (its fields, memory's flat keys, ``more``)."""
+    return {f.name for f in fields(cls)} - {"extra", "memory"} | _MEMORY_KEYS | set(more)
+
+
 def error_counts(errors: Mapping[str, int]) -> str:
     """Error counts for people: ``connect 2, http_500 1`` (most frequent first), ``""`` for none."""
     ordered = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
@@ -89,7 +107,7 @@ class MemoryUsage:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MemoryUsage:
-        return cls(**{f.name: _int(data.get(f.name)) for f in fields(cls)})
+        return cls(**_scalars(cls, data))
 
 
 _MEMORY_KEYS = {f.name for f in fields(MemoryUsage)}
@@ -159,17 +177,11 @@ class GenerationResult:
     def from_json(cls, data: Mapping[str, Any]) -> GenerationResult:
         raw = data.get("summary")
         summaries = {str(k): summary_from_json(v) for k, v in raw.items()} if isinstance(raw, Mapping) else {}
-        own = {"load_s", "model_size_bytes", "summary", "repetitions", "sample_text", "produced_tokens", "shortfall"}
         return cls(
-            load_s=_float(data.get("load_s")),
-            model_size_bytes=_int(data.get("model_size_bytes")),
+            **_scalars(cls, data),
             memory=MemoryUsage.from_json(data),
             summary={k: v for k, v in summaries.items() if v is not None},
-            repetitions=_int(data.get("repetitions")),
-            sample_text=_str(data.get("sample_text")),
-            produced_tokens=_int(data.get("produced_tokens")),
-            shortfall=_str(data.get("shortfall")),
-            extra=_extra(data, own | _MEMORY_KEYS),
+            extra=_extra(data, _own(cls)),
         )
 
 
@@ -194,15 +206,7 @@ class Accuracy:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Accuracy:
-        return cls(
-            accuracy=_float(data.get("accuracy")),
-            ci95_low=_float(data.get("ci95_low")),
-            ci95_high=_float(data.get("ci95_high")),
-            correct=_int(data.get("correct")),
-            count=_int(data.get("count")),
-            ece=_float(data.get("ece")),
-            brier=_float(data.get("brier")),
-        )
+        return cls(**_scalars(cls, data))
 
 
 @dataclass(frozen=True)
@@ -257,18 +261,11 @@ class EvalResult:
             order = ["sum"]
         first = [str(how) for how in order if str(how) in accuracy]
         accuracy = {how: accuracy[how] for how in [*first, *(how for how in accuracy if how not in first)]}
-        own = {"task", "examples", "accuracy", "normalizations", "examples_per_s", "scored_this_session"}
-        own |= {"resumed_from", "load_s"}
         return cls(
-            task=_str(data.get("task")),
-            examples=_int(data.get("examples")),
+            **_scalars(cls, data),
             accuracy=accuracy,
-            examples_per_s=_float(data.get("examples_per_s")),
-            scored_this_session=_int(data.get("scored_this_session")),
-            resumed_from=_int(data.get("resumed_from")),
-            load_s=_float(data.get("load_s")),
             memory=MemoryUsage.from_json(data),
-            extra=_extra(data, own | _MEMORY_KEYS),
+            extra=_extra(data, _own(cls, "normalizations")),
         )
 
 
@@ -323,18 +320,8 @@ class PerplexityResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PerplexityResult:
-        own = {f.name for f in fields(cls)} | {"tokens_per_s"}
         return cls(
-            perplexity=_float(data.get("perplexity")),
-            nll_per_token=_float(data.get("nll_per_token")),
-            tokens_scored=_int(data.get("tokens_scored")),
-            windows=_int(data.get("windows")),
-            seconds=_float(data.get("seconds")),
-            window=_int(data.get("window")),
-            stride=_int(data.get("stride")),
-            load_s=_float(data.get("load_s")),
-            memory=MemoryUsage.from_json(data),
-            extra=_extra(data, own | _MEMORY_KEYS),
+            **_scalars(cls, data), memory=MemoryUsage.from_json(data), extra=_extra(data, _own(cls, "tokens_per_s"))
         )
 
 
@@ -447,35 +434,18 @@ class LoadStep:
             if isinstance(raw_slo, Mapping)
             else None
         )
-        own = {f.name for f in fields(cls)} - {"extra"}
         return cls(
+            **_scalars(cls, data),
             mode=str(data.get("mode") or "step"),
-            concurrency=_int(data.get("concurrency")),
-            rate=_float(data.get("rate")),
             sent=_int(data.get("sent")) or 0,
             ok=_int(data.get("ok")) or 0,
             failed=_int(data.get("failed")) or 0,
             errors=errors,
-            window_s=_float(data.get("window_s")),
-            measured_requests=_int(data.get("measured_requests")),
-            request_throughput=_float(data.get("request_throughput")),
-            output_tok_s=_float(data.get("output_tok_s")),
-            output_tok_s_peak=_float(data.get("output_tok_s_peak")),
-            ttft_s=summary_from_json(data.get("ttft_s")),
-            itl_s=summary_from_json(data.get("itl_s")),
-            e2e_s=summary_from_json(data.get("e2e_s")),
-            decode_tok_s=summary_from_json(data.get("decode_tok_s")),
-            output_tokens=summary_from_json(data.get("output_tokens")),
-            queue_s=summary_from_json(data.get("queue_s")),
-            send_lateness_s=summary_from_json(data.get("send_lateness_s")),
             client_bound=bool(data.get("client_bound")),
             slo=slo,
-            goodput_req_s=_float(data.get("goodput_req_s")),
-            goodput_fraction=_float(data.get("goodput_fraction")),
-            analysis_s=_float(data.get("analysis_s")),
             retries=_int(data.get("retries")) or 0,
             step_status=str(data.get("step_status") or "ok"),
-            extra=_extra(data, own),
+            extra=_extra(data, _own(cls)),
         )
 
 
@@ -520,7 +490,7 @@ class LoadResult:
             steps=steps,
             load_s=_float(data.get("load_s")),
             memory=MemoryUsage.from_json(data),
-            extra=_extra(data, {"steps", "load_s"} | _MEMORY_KEYS),
+            extra=_extra(data, _own(cls)),
         )
 
 

@@ -13,13 +13,13 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from llmbench.backends.base import Backend
 from llmbench.errors import InvalidModelError, InvalidOptionError
-from llmbench.harness import ModelSetup, Opened, Partial, Scenario, environment, run_scenario
+from llmbench.harness import ModelSetup, Opened, Partial, Scenario, ScenarioConfig, environment, run_scenario
 from llmbench.measurement.results import Accuracy, EvalResult
 from llmbench.models import ModelRef
 from llmbench.scoring import NORMALIZATIONS, UNCONDITIONAL_PROMPT, Normalization, build_request, normalize, softmax
@@ -43,7 +43,7 @@ DEFAULT_NORMALIZATIONS: tuple[Normalization, ...] = ("sum", "per_char", "per_tok
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(ScenarioConfig):
     task: str
     setup: ModelSetup = field(default_factory=ModelSetup)
     shots: int = 0
@@ -59,6 +59,7 @@ class EvalConfig:
     """Examples scored per call (the shared few-shot prefix is cached within a call)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "normalizations", tuple(self.normalizations))
         unknown = [n for n in self.normalizations if n not in NORMALIZATIONS]
         if unknown or not self.normalizations:
             raise InvalidOptionError(
@@ -68,21 +69,10 @@ class EvalConfig:
         if self.shots < 0 or (self.limit is not None and self.limit < 1) or self.chunk < 1:
             raise InvalidOptionError("shots must be >= 0, limit and chunk >= 1", "e.g. --shots 3 --limit 100")
 
-    def to_json(self) -> dict[str, Any]:
-        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "setup"}
-        return self.setup.to_json() | own | {"normalizations": list(self.normalizations)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> EvalConfig:
-        own = {f.name for f in fields(cls)} - {"setup"}
-        values = {k: v for k, v in data.items() if k in own}
-        if "normalizations" in values:
-            values["normalizations"] = tuple(values["normalizations"])
-        return cls(setup=ModelSetup.from_json(data), **values)
-
 
 class Evaluation(Scenario):
     kind: ClassVar[str] = "eval"
+    settings: EvalConfig
 
     def __init__(self, config: EvalConfig, store: Store, progress: EvalProgress | None = None) -> None:
         self.settings = config
@@ -94,8 +84,7 @@ class Evaluation(Scenario):
         self.examples = examples[: config.limit] if config.limit is not None else examples
 
     def config(self) -> dict[str, Any]:
-        stored = self.settings.to_json()
-        return {k: v for k, v in stored.items() if k not in ModelSetup.__dataclass_fields__} | {
+        return self.settings.own_json() | {
             "task_name": self.task.name,
             "delimiter": self.task.delimiter,
         }

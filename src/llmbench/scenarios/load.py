@@ -12,14 +12,14 @@ import gc
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 from llmbench.backends import get_backend
 from llmbench.backends.base import Backend
 from llmbench.errors import InvalidOptionError, LLMBenchError, ServerError
-from llmbench.harness import ModelSetup, Opened, Partial, RecordSink, Scenario, run_scenario
+from llmbench.harness import ModelSetup, Opened, Partial, RecordSink, Scenario, ScenarioConfig, run_scenario
 from llmbench.measurement.results import LoadResult, LoadStep
 from llmbench.models import ModelRef
 from llmbench.serving import (
@@ -50,7 +50,7 @@ StepProgress = Callable[[str, int, int | None], None]
 
 
 @dataclass(frozen=True)
-class LoadConfig:
+class LoadConfig(ScenarioConfig):
     """Everything that defines a load test; stored with its result (never the API key itself).
 
     ``setup.model`` is a server's base URL (http://...), or a local model (GGUF file, HF folder,
@@ -90,6 +90,8 @@ class LoadConfig:
     """A step where more than this fraction of requests failed fails the run."""
     max_in_flight: int = 1024
     seed: int = 0
+
+    renamed: ClassVar[Mapping[str, str]] = {"max_tokens": "max_new_tokens"}
 
     def __post_init__(self) -> None:
         if not (self.concurrency or self.rates or self.saturation_steps):
@@ -133,31 +135,22 @@ class LoadConfig:
     def step_plan(self) -> StepPlan:
         return StepPlan(self.duration_s, self.requests, self.warmup_s, self.request_timeout_s, slo=self.slo())
 
-    def to_json(self) -> dict[str, Any]:
-        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "setup"}
-        return self.setup.to_json() | own | {"concurrency": list(self.concurrency), "rates": list(self.rates)}
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LoadConfig:
-        own = {f.name for f in fields(cls)} - {"setup"}
-        values = {k: v for k, v in data.items() if k in own}
-        if "max_tokens" in data and "max_new_tokens" not in data:  # stored before the rename
-            values["max_new_tokens"] = data["max_tokens"]
+        """A config from its stored form (older rows say ``target`` for the model)."""
         if "target" in data and "model" not in data:
             data = {**data, "model": data["target"] or None}
-        return cls(setup=ModelSetup.from_json(data), **values)
+        return super().from_json(data)
 
 
 class LoadTest(Scenario):
     kind: ClassVar[str] = "load"
+    settings: LoadConfig
 
     def __init__(self, config: LoadConfig, progress: StepProgress | None = None) -> None:
         self.settings = config
         self.progress = progress
         self.loads_model = not config.is_server
-
-    def config(self) -> dict[str, Any]:
-        return {k: v for k, v in self.settings.to_json().items() if k not in ModelSetup.__dataclass_fields__}
 
     def resolve(self, setup: ModelSetup) -> ModelRef:
         if self.settings.api == "gemini":

@@ -11,14 +11,14 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from llmbench.backends.base import Backend
 from llmbench.errors import InvalidOptionError
-from llmbench.harness import ModelSetup, Opened, Partial, RecordSink, Scenario, run_scenario
+from llmbench.harness import ModelSetup, Opened, Partial, RecordSink, Scenario, ScenarioConfig, run_scenario
 from llmbench.measurement.results import PerplexityResult
 from llmbench.models import ModelRef
 from llmbench.scoring import Continuation, ScoringRequest
@@ -29,7 +29,7 @@ RateProgress = Callable[[int, int, float], None]
 
 
 @dataclass(frozen=True)
-class PerplexityConfig:
+class PerplexityConfig(ScenarioConfig):
     text_file: str
     setup: ModelSetup = field(default_factory=ModelSetup)
     window: int = 512
@@ -49,18 +49,10 @@ class PerplexityConfig:
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidOptionError(f"cannot read {self.text_file} ({exc})", "pass a UTF-8 text file") from None
 
-    def to_json(self) -> dict[str, Any]:
-        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "setup"}
-        return self.setup.to_json() | own
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> PerplexityConfig:
-        own = {f.name for f in fields(cls)} - {"setup"}
-        return cls(setup=ModelSetup.from_json(data), **{k: v for k, v in data.items() if k in own})
-
 
 class Perplexity(Scenario):
     kind: ClassVar[str] = "perplexity"
+    settings: PerplexityConfig
 
     def __init__(self, config: PerplexityConfig, progress: RateProgress | None = None) -> None:
         self.settings = config
@@ -68,9 +60,8 @@ class Perplexity(Scenario):
         self.progress = progress
 
     def config(self) -> dict[str, Any]:
-        stored = self.settings.to_json()
         digest = hashlib.sha256(self.text.encode()).hexdigest()[:16]
-        return {k: v for k, v in stored.items() if k not in ModelSetup.__dataclass_fields__} | {"text_sha256": digest}
+        return self.settings.own_json() | {"text_sha256": digest}
 
     def check(self, backend_cls: type[Backend], model: ModelRef) -> None:
         if not backend_cls.can_score:

@@ -8,12 +8,21 @@ says only what a single run does with the loaded model.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from llmbench.backends.base import Backend, Generation, GenerationConfig
 from llmbench.errors import InvalidOptionError, LLMBenchError
-from llmbench.harness import ModelSetup, Opened, Partial, ProgressCallback, RecordSink, Scenario, run_scenario
+from llmbench.harness import (
+    ModelSetup,
+    Opened,
+    Partial,
+    ProgressCallback,
+    RecordSink,
+    Scenario,
+    ScenarioConfig,
+    run_scenario,
+)
 from llmbench.measurement.metrics import GenerationMetrics, generation_metrics, summarise
 from llmbench.measurement.prompts import DEFAULT_CHAT_PROMPT, synthetic_prompt_ids
 from llmbench.measurement.results import GenerationResult, MemoryUsage
@@ -21,7 +30,7 @@ from llmbench.store import Repetition, RunRecord
 
 
 @dataclass(frozen=True)
-class BenchmarkConfig:
+class BenchmarkConfig(ScenarioConfig):
     """Everything that defines a single-run benchmark; stored (flat) with its result."""
 
     setup: ModelSetup = field(default_factory=ModelSetup)
@@ -66,29 +75,20 @@ class BenchmarkConfig:
             seed=self.seed,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """The stored, flat form: the set-up's fields beside the run's own."""
-        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "setup"}
-        return self.setup.to_json() | own
-
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BenchmarkConfig:
         """A config from its stored form (older rows say ``force_new_tokens`` for ``not allow_eos``)."""
-        own = {f.name for f in fields(cls)} - {"setup"}
-        values = {k: v for k, v in data.items() if k in own}
         if "force_new_tokens" in data and "allow_eos" not in data:
-            values["allow_eos"] = not data["force_new_tokens"]
-        return cls(setup=ModelSetup.from_json(data), **values)
+            data = {**data, "allow_eos": not data["force_new_tokens"]}
+        return super().from_json(data)
 
 
 class SingleRun(Scenario):
     kind: ClassVar[str] = "generate"
+    settings: BenchmarkConfig
 
     def __init__(self, config: BenchmarkConfig) -> None:
         self.settings = config
-
-    def config(self) -> dict[str, Any]:
-        return {k: v for k, v in self.settings.to_json().items() if k not in ModelSetup.__dataclass_fields__}
 
     def measure(self, opened: Opened, partial: Partial) -> GenerationResult:
         backend, config = opened.loaded(), self.settings

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from typing import Literal
 
 Distribution = Literal["poisson", "gamma", "constant"]
 
 
-def arrival_offsets(
-    rate: float, count: int, distribution: Distribution = "poisson", burstiness: float = 1.0, seed: int = 0
-) -> list[float]:
-    """``count`` send times in seconds from the start, at ``rate`` requests per second on average.
+def iter_arrival_offsets(
+    rate: float, distribution: Distribution = "poisson", burstiness: float = 1.0, seed: int = 0
+) -> Iterator[float]:
+    """Send times in seconds from the start, at ``rate`` requests per second on average, drawn as
+    they are needed (an hour-long step holds none of them in memory).
 
     Poisson: exponential gaps. Gamma: gaps with shape ``burstiness`` and the same mean (below 1
     burstier than Poisson, above 1 more regular; 1 is Poisson). Constant: evenly spaced.
@@ -20,9 +22,9 @@ def arrival_offsets(
         raise ValueError("rate must be positive")
     rng = random.Random(seed)
     mean = 1.0 / rate
-    offsets, now = [], 0.0
-    for _ in range(count):
-        offsets.append(now)
+    now = 0.0
+    while True:
+        yield now
         if distribution == "constant":
             gap = mean
         elif distribution == "gamma":
@@ -30,4 +32,3 @@ def arrival_offsets(
         else:
             gap = rng.expovariate(rate)
         now += gap
-    return offsets

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from llmbench.serving._arrivals import Distribution, arrival_offsets
+from llmbench.serving._arrivals import Distribution, iter_arrival_offsets
 from llmbench.serving._records import RequestRecord, RequestSpec
 from llmbench.serving._tally import SLO, StepRecords
 from llmbench.serving._targets import Target
@@ -87,10 +87,13 @@ async def open_loop(
 ) -> StepRun:
     """Requests sent at the times of an arrival process, whatever the responses do."""
     total_s = plan.warmup_s + (plan.duration_s if plan.duration_s is not None else float("inf"))
-    count = plan.requests if plan.requests is not None else int(rate * total_s * 1.5) + 16
-    offsets = [t for t in arrival_offsets(rate, count, distribution, burstiness, seed) if t < total_s]
+    offsets: Iterator[float] = itertools.takewhile(
+        lambda offset: offset < total_s, iter_arrival_offsets(rate, distribution, burstiness, seed)
+    )
+    if plan.requests is not None:
+        offsets = itertools.islice(offsets, plan.requests)
     slots = asyncio.Semaphore(max_in_flight)
-    tasks: list[asyncio.Task[None]] = []
+    in_flight: set[asyncio.Task[None]] = set()  # a finished task leaves it: memory stays flat
     started = time.perf_counter()
     records = StepRecords(started + plan.warmup_s, started + total_s, plan.slo)
 
@@ -107,9 +110,11 @@ async def open_loop(
             await asyncio.sleep(delay)
         record = RequestRecord(index, when)
         records.append(record)
-        tasks.append(asyncio.create_task(one(specs[index % len(specs)], record)))
+        task = asyncio.create_task(one(specs[index % len(specs)], record))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
     issued_until = min(time.perf_counter(), started + total_s)
-    await _drain(tasks, plan.drain_s)
+    await _drain(list(in_flight), plan.drain_s)
     return StepRun(_accounted(records), (started + plan.warmup_s, max(issued_until, started + plan.warmup_s)))
 
 
