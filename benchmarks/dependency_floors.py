@@ -16,9 +16,11 @@ floor); the earlier floor was tested at its own stage and the table shows what i
 that users combine but whose floors conflict (datasets' floor wants huggingface-hub < 1) are thus
 each tested at their floor.
 
-It prints, per floor, the version installed and the result of its test files. A test that fails
-only because a package is skipped or not part of the stage (``No module named ...``, ``... is not
-installed``) counts as not run, not as a failure.
+It prints, per floor, the version installed and the result of its test files. A failed test is
+run again after ``pip install --upgrade`` of its stage's packages: one that then passes failed
+because of a floor (FAIL); one that still fails is not the floor's doing (a package the stage does
+not install, work in progress) and is counted apart. A test that fails only because a package is
+not installed (``No module named ...``, ``... is not installed``) counts as not run.
 
 Not installed at their floors:
 - torch: the floor exists on PyPI only as a CUDA build (several GB with its nvidia-* wheels);
@@ -74,20 +76,20 @@ TESTS: dict[str, tuple[str, ...]] = {
     "openpyxl": ("test_reports.py",),
     "plotly": ("test_reports.py",),
     "aiohttp": ("test_serving.py", "test_serving_apis.py"),
-    "httpx": ("test_openai_backend.py",),
+    "httpx": ("test_transport_wire.py", "test_openai_backend.py"),
     "orjson": ("test_serving.py",),
     "torch": ("test_real_models.py", "test_scoring.py", "test_params.py"),
     "transformers": ("test_real_models.py", "test_scoring.py", "test_params.py"),
     "accelerate": ("test_params.py",),
     "safetensors": ("test_real_models.py", "test_params.py"),
     "sentencepiece": ("test_real_models.py",),
-    "llama-cpp-python": ("test_real_models.py", "test_scoring.py", "test_fingerprint.py"),
+    "llama-cpp-python": ("test_real_models.py", "test_scoring.py", "test_fingerprint.py", "test_openai_backend.py"),
     "peft": ("test_params.py",),
     "datasets": ("test_evaluation.py",),
     "google-genai": ("test_serving_apis.py",),
     "ray": ("test_sweep_ray.py",),
 }
-NOT_RUN = re.compile(r"No module named '[\w.]+'|\S+ is not installed|pytest.importorskip")
+NOT_RUN = re.compile(r"No module named '[\w.]+'|\S+ is not installed|No package metadata was found")
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,26 @@ class Floor:
 
 @dataclass
 class Outcomes:
-    """Per test file: outcome -> count, and the failed tests' ids."""
+    """Per test file: outcome -> count; the failed tests' node ids with their file."""
 
     counts: dict[str, Counter[str]] = field(default_factory=dict)
-    failed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    passed_nodes: set[str] = field(default_factory=set)
+
+    def settle(self, at_latest: Outcomes) -> None:
+        """Keep as failures only the tests that pass with the latest versions (the floors' doing)."""
+        for node, name in list(self.failed.items()):
+            if node.endswith(".py"):  # a collection error: the file's tests ran with the latest versions
+                passed = node not in at_latest.failed and at_latest.counts.get(name, Counter())["passed"] > 0
+            else:
+                passed = at_latest.passed(node)
+            if not passed:
+                del self.failed[node]
+                self.counts[name]["failed"] -= 1
+                self.counts[name]["fail at latest too"] += 1
+
+    def passed(self, node: str) -> bool:
+        return node in self.passed_nodes
 
 
 def read_floors(pyproject: Path) -> tuple[list[Floor], list[str]]:
@@ -135,29 +153,33 @@ def installed_versions(python: Path) -> dict[str, str]:
     return {name.replace("_", "-"): version for name, version in json.loads(out).items()}
 
 
-def run_tests(python: Path, files: list[str], marker: str | None, pytest_args: list[str]) -> Outcomes:
+def run_tests(python: Path, targets: list[str], marker: str | None, pytest_args: list[str]) -> Outcomes:
+    """Run pytest on ``targets`` (files or node ids) in the side environment; the outcomes per file."""
     outcomes = Outcomes()
-    paths = [f"tests/{name}" for name in files if (ROOT / "tests" / name).is_file()]
-    if not paths:
+    if not targets:
         return outcomes
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
         command = [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--continue-on-collection-errors"]
-        command += [f"--junitxml={report}", *paths]
+        command += [f"--junitxml={report}", *targets]
         if marker:
             command += ["-m", marker]
         env = dict(os.environ)
         share = ROOT / ".venv" / "share" / "llama.cpp"  # llama.cpp's sources the tests use, set up by make
         if share.is_dir():
             env.setdefault("LLMBENCH_LLAMA_CPP_SRC", str(share))
-        print(f"  $ {' '.join(command[1:])} {' '.join(pytest_args)}", flush=True)
+        server = ROOT / ".venv" / "bin" / "llama-server"
+        if server.is_file():
+            env.setdefault("LLMBENCH_LLAMA_SERVER", str(server))
+        shown = [t if len(t) < 60 else t[:57] + "..." for t in targets]
+        print(
+            f"  $ pytest {' '.join(shown)}{' -m ' + repr(marker) if marker else ''} {' '.join(pytest_args)}", flush=True
+        )
         subprocess.run([*command, *pytest_args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         if not report.exists():
             return outcomes
         for case in ET.parse(report).getroot().iter("testcase"):
-            parts = f"{case.get('classname', '')}.{case.get('name', '')}".split(".")  # a collection error: name only
-            module = next((part for part in parts if part.startswith("test_")), "?")
-            name = f"{module}.py"
+            node, name = _node_id(case.get("classname", ""), case.get("name", ""))
             problem = case.find("failure")
             if problem is None:
                 problem = case.find("error")
@@ -165,13 +187,23 @@ def run_tests(python: Path, files: list[str], marker: str | None, pytest_args: l
                 text = f"{problem.get('message', '')}\n{problem.text or ''}"
                 outcome = "not run" if NOT_RUN.search(text) else "failed"
                 if outcome == "failed":
-                    outcomes.failed.append(f"{name}::{case.get('name')}")
+                    outcomes.failed[node] = name
             elif case.find("skipped") is not None:
                 outcome = "skipped"
             else:
                 outcome = "passed"
+                outcomes.passed_nodes.add(node)
             outcomes.counts.setdefault(name, Counter())[outcome] += 1
     return outcomes
+
+
+def _node_id(classname: str, name: str) -> tuple[str, str]:
+    """pytest's node id and the test file's name for a JUnit test case (a collection error has no class)."""
+    parts = classname.split(".") if classname else name.split(".")
+    index = next((i for i, part in enumerate(parts) if part.startswith("test_")), len(parts) - 1)
+    path = "/".join(parts[: index + 1]) + ".py"
+    node = "::".join([path, *parts[index + 1 :], name]) if classname else path
+    return node, f"{parts[index]}.py"
 
 
 def verdict(files: tuple[str, ...], outcomes: Outcomes) -> str:
@@ -181,7 +213,8 @@ def verdict(files: tuple[str, ...], outcomes: Outcomes) -> str:
     if not total:
         return "no tests ran"
     word = "FAIL" if total["failed"] else "pass" if total["passed"] else "untested"
-    parts = ", ".join(f"{total[k]} {k}" for k in ("passed", "failed", "not run", "skipped") if total[k])
+    kinds = ("passed", "failed", "fail at latest too", "not run", "skipped")
+    parts = ", ".join(f"{total[k]} {k}" for k in kinds if total[k])
     return f"{word} ({parts})"
 
 
@@ -232,7 +265,15 @@ def main() -> int:
             problems.update({f.name: error for f in members if error})
         versions = installed_versions(python)
         files = sorted({name for f in stage for name in TESTS.get(f.name, ())})
-        stage_outcomes = run_tests(python, files, "not slow" if label == "core" else None, args.pytest_args)
+        paths = [f"tests/{name}" for name in files if (ROOT / "tests" / name).is_file()]
+        marker = "not slow" if label == "core" else None
+        stage_outcomes = run_tests(python, paths, marker, args.pytest_args)
+        if stage_outcomes.failed:
+            upgrade = [f.name for f in stage if f.name != "torch"]  # an unpinned torch is a CUDA build
+            print(f"  {len(stage_outcomes.failed)} failed; again after pip install --upgrade {' '.join(upgrade)}")
+            error = _side_envs.pip_install(python, ["--upgrade", *upgrade])
+            if error is None:
+                stage_outcomes.settle(run_tests(python, list(stage_outcomes.failed), marker, args.pytest_args))
         for f in stage:
             installed[f.name] = versions.get(f.name, "-")
             outcomes[f.name] = stage_outcomes
@@ -255,9 +296,9 @@ def main() -> int:
         print(f"{f.group + ': ' + f.name + ' ' + f.version:34} {version:28} {result}")
     for name in sorted(skip):
         print(f"{'skipped: ' + name:34} {'-':28} not installed (--skip)")
-    failed = list(dict.fromkeys(name for o in outcomes.values() for name in o.failed))
+    failed = list(dict.fromkeys(node for o in outcomes.values() for node in o.failed))
     if failed:
-        print("\nfailed tests:\n  " + "\n  ".join(failed))
+        print("\nfailed at the floors, passed with the latest versions:\n  " + "\n  ".join(failed))
     return 0 if ok else 1
 
 

@@ -211,18 +211,18 @@ def llmbench_rate(url: str, concurrency: int, seconds: float) -> tuple[float, fl
     by the window plus the time the step's analysis took (every token timestamped, per-request
     parsing, percentiles), so no bookkeeping is left out of it.
     """
-    from llmbench.serving import LoadConfig, run_load
+    from llmbench import LoadConfig, ModelSetup, run_load
 
     config = LoadConfig(
-        target=url,
+        setup=ModelSetup(url),
         model_name="canned",
-        concurrency=[concurrency],
+        concurrency=(concurrency,),
         duration_s=seconds,
-        max_tokens=TOKENS,
+        max_new_tokens=TOKENS,
         prompt_tokens=16,
     )
     record = run_load(config)
-    (step,) = record.metrics["steps"]
+    (step,) = (record.metrics or {})["steps"]
     assert step["failed"] == 0, step["errors"]
     assert step["output_tokens"]["mean"] == TOKENS
     finished = step["request_throughput"] * step["window_s"]

@@ -48,14 +48,14 @@ WARMUP_REQUESTS = 50
 def child(client: str, concurrency: int, requests: int, url: str) -> None:
     """Run ``requests`` requests after a warm-up (imports, first connections) of the same client."""
     if client == "llmbench":
-        from llmbench.serving import LoadConfig, run_load
+        from llmbench import LoadConfig, ModelSetup, run_load
 
         for count in (WARMUP_REQUESTS, requests):
             config = LoadConfig(
-                target=url, model_name="canned", concurrency=[concurrency], duration_s=None, requests=count,
-                max_tokens=load_client.TOKENS, prompt_tokens=16,
+                setup=ModelSetup(url), model_name="canned", concurrency=(concurrency,), duration_s=None,
+                requests=count, max_new_tokens=load_client.TOKENS, prompt_tokens=16,
             )  # fmt: skip
-            (step,) = run_load(config).metrics["steps"]
+            (step,) = (run_load(config).metrics or {})["steps"]
             if step["ok"] != count:
                 sys.exit(f"llmbench: {step['ok']} of {count} requests ok ({step['errors']})")
         return

@@ -167,3 +167,30 @@ def test_a_server_that_ignores_ignore_eos_is_measured_with_the_shortfall_stated(
     with Store() as store:
         (record,) = list(store.runs())
     assert record.result is not None and "--allow-eos" in str(record.result.shortfall)
+
+
+@pytest.mark.parametrize("command", ["run", "load"])
+def test_url_credentials_reach_the_server_and_nothing_else(command: str, tmp_path: Path) -> None:
+    """``http://user:SECRET@host``: sent as Basic auth; absent from stdout, the store and all five reports."""
+    import base64
+    import sqlite3
+
+    import sse_server
+
+    with sse_server.sse_server() as url:
+        secret_url = url.replace("http://", "http://user:pw-SECRET@") + "/ok"
+        args = ("-c", "1", "--requests", "1") if command == "load" else ("-r", "1", "-w", "0", "-o", "model=m")
+        code, out, err = run_cli(command, secret_url, *args, "-p", "8", "-n", "4", "--format", "json")
+        assert code == 0, err
+        token = base64.b64encode(b"user:pw-SECRET").decode()
+        assert sse_server.SEEN_HEADERS[-1]["Authorization"] == f"Basic {token}"
+    reports = [tmp_path / f"r.{ext}" for ext in ("html", "xlsx", "csv", "json", "md")]
+    run_id = json.loads(out)["id"]
+    code, _, err = run_cli("report", "--run", run_id, *(arg for path in reports for arg in ("--out", str(path))))
+    assert code == 0, err
+    from llmbench.paths import database_path
+
+    with sqlite3.connect(database_path()) as db:
+        stored = json.dumps(db.execute("SELECT * FROM runs").fetchall())
+    for text in (out, err, stored, *(path.read_bytes().decode("latin-1") for path in reports)):
+        assert "SECRET" not in text and token not in text

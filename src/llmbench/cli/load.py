@@ -48,6 +48,13 @@ def _numbers(values: tuple[str, ...], cast: type) -> list:  # type: ignore[type-
 @click.option("--allow-eos", is_flag=True, help="Let responses end at end-of-sequence instead of forcing -n tokens.")
 @click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), help='JSONL of {"prompt": ...} instead.')
 @click.option("--tokenizer", help="Model whose tokenizer makes exact-length prompts for a server (GGUF or HF folder).")
+@click.option(
+    "--prompt-format",
+    type=click.Choice(["text", "ids"]),
+    default="text",
+    show_default=True,
+    help="Tokenizer-made prompts to a server: text calibrated to the server's token count, or token ids.",
+)
 @click.option("--model", "model_name", help="The model name sent to the server.")
 @click.option("--endpoint", type=click.Choice(["completions", "chat"]), default="completions", show_default=True)
 @click.option(
@@ -91,6 +98,7 @@ def load_command(
     allow_eos: bool,
     prompts_file: str | None,
     tokenizer: str | None,
+    prompt_format: str,
     model_name: str | None,
     endpoint: str,
     api: str,
@@ -145,6 +153,7 @@ def load_command(
         allow_eos=allow_eos,
         prompts_file=prompts_file,
         tokenizer=tokenizer,
+        prompt_format=prompt_format,  # type: ignore[arg-type]
         slo_ttft_s=slo_ttft,
         slo_itl_s=slo_itl,
         slo_e2e_s=slo_e2e,

@@ -113,6 +113,21 @@ class MemoryUsage:
 _MEMORY_KEYS = {f.name for f in fields(MemoryUsage)}
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """What every kind of run measures around its work (the harness fills these in)."""
+
+    load_s: float | None = None
+    """Seconds to load the model (None for a server)."""
+    memory: MemoryUsage = field(default_factory=MemoryUsage)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Stored keys this version does not know, kept as they were."""
+
+    def __post_init__(self) -> None:
+        if self.memory is None:  # a caller passing "no measurement" as None
+            object.__setattr__(self, "memory", MemoryUsage())
+
+
 # -- one generation run ----------------------------------------------------------------------------
 
 
@@ -138,12 +153,10 @@ def generation_metrics_from_json(data: Mapping[str, Any], itl_gaps: Sequence[flo
 
 
 @dataclass(frozen=True)
-class GenerationResult:
+class GenerationResult(_Measured):
     """A single-run benchmark (``llmbench run``): load, memory and per-metric summaries."""
 
-    load_s: float | None = None
     model_size_bytes: int | None = None
-    memory: MemoryUsage = field(default_factory=MemoryUsage)
     summary: Mapping[str, Summary] = field(default_factory=dict)
     """Per metric (``ttft_s``, ``decode_tok_s``, ... and the pooled ``itl_gap_s``) over the measured repetitions."""
     repetitions: int | None = None
@@ -153,12 +166,6 @@ class GenerationResult:
     """Tokens the backend produced when that fell short of a forced length."""
     shortfall: str | None = None
     """Why the forced length was not reached (a server that ignores ``ignore_eos``), for people."""
-    extra: Mapping[str, Any] = field(default_factory=dict)
-    """Stored keys this version does not know, kept as they were."""
-
-    def __post_init__(self) -> None:
-        if self.memory is None:  # a caller passing "no measurement" as None
-            object.__setattr__(self, "memory", MemoryUsage())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -210,7 +217,7 @@ class Accuracy:
 
 
 @dataclass(frozen=True)
-class EvalResult:
+class EvalResult(_Measured):
     """An evaluation (``llmbench eval``): accuracy per normalization over the examples scored so far."""
 
     task: str | None = None
@@ -221,13 +228,6 @@ class EvalResult:
     scored_this_session: int | None = None
     resumed_from: int | None = None
     """Examples already stored when this session started (a resumed evaluation)."""
-    load_s: float | None = None
-    memory: MemoryUsage = field(default_factory=MemoryUsage)
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.memory is None:
-            object.__setattr__(self, "memory", MemoryUsage())
 
     @property
     def headline(self) -> Accuracy | None:
@@ -273,7 +273,7 @@ class EvalResult:
 
 
 @dataclass(frozen=True)
-class PerplexityResult:
+class PerplexityResult(_Measured):
     """Perplexity over a text with a sliding window (``llmbench perplexity``)."""
 
     perplexity: float | None = None
@@ -285,13 +285,6 @@ class PerplexityResult:
     """Time spent scoring (the load excluded)."""
     window: int | None = None
     stride: int | None = None
-    load_s: float | None = None
-    memory: MemoryUsage = field(default_factory=MemoryUsage)
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.memory is None:
-            object.__setattr__(self, "memory", MemoryUsage())
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -450,20 +443,13 @@ class LoadStep:
 
 
 @dataclass(frozen=True)
-class LoadResult:
+class LoadResult(_Measured):
     """A load test (``llmbench load``): its steps in the order they ran.
 
     ``load_s`` and ``memory`` are measured when the target is a model served in-process.
     """
 
     steps: Sequence[LoadStep] = ()
-    load_s: float | None = None
-    memory: MemoryUsage = field(default_factory=MemoryUsage)
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.memory is None:
-            object.__setattr__(self, "memory", MemoryUsage())
 
     @property
     def errors(self) -> dict[str, int]:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from llmbench.backends import get_backend
 from llmbench.backends.base import Backend
@@ -45,6 +45,8 @@ from llmbench.store import RunRecord
 APIS = ("openai", "tgi", "hf", "gemini")
 _GC_YOUNG_THRESHOLD = 50_000
 _CONNECT_ERRORS = frozenset({"connect"})
+_DISTINCT_PROMPTS = 64
+"""Prompts a step cycles through (they differ from their first token, so no prefix cache serves them)."""
 StepProgress = Callable[[str, int, int | None], None]
 """Called as ``(step label, requests finished, requests planned or None)``."""
 
@@ -79,6 +81,8 @@ class LoadConfig(ScenarioConfig):
     """False: every response is forced to ``max_new_tokens`` tokens where the target can do it."""
     prompts_file: str | None = None
     tokenizer: str | None = None
+    prompt_format: Literal["text", "ids"] = "text"
+    """How a server gets tokenizer-made prompts: calibrated text (every server), or token ids."""
     slo_ttft_s: float | None = None
     slo_itl_s: float | None = None
     slo_e2e_s: float | None = None
@@ -113,6 +117,8 @@ class LoadConfig(ScenarioConfig):
                 f"the maximum error rate must be between 0 and 1, got {self.max_error_rate}",
                 "e.g. --max-error-rate 0.5",
             )
+        if self.prompt_format not in ("text", "ids"):
+            raise InvalidOptionError(f"unknown prompt format {self.prompt_format!r}", "choose text or ids")
         if self.api not in APIS:
             raise InvalidOptionError(f"unknown API {self.api!r}", f"choose one of: {', '.join(APIS)}")
         if self.api == "gemini" and not self.model_name:
@@ -237,33 +243,39 @@ def _target(config: LoadConfig, opened: Opened) -> Target:
         pool_size=pool,
         request_timeout_s=config.request_timeout_s,
         stall_timeout_s=config.stall_timeout_s,
+        retries=config.retries,
+        prompt_format=config.prompt_format,
     )
 
 
 def _prepare(config: LoadConfig, target: Target) -> list[RequestSpec]:
-    """Prompts (synthetic of exact length, or a JSONL file) and their encoded bodies."""
+    """Prompts (synthetic of exact length, or a JSONL file) and their encoded bodies.
+
+    A server gets text by default: with a tokenizer, each prompt's text is calibrated until the
+    server's own ``usage.prompt_tokens`` is the requested length (one 1-token request per prompt,
+    before the steps); ids go only with ``prompt_format="ids"``, to servers known to take them.
+    """
     tokenizer = _tokenizer(config, target)
     texts = _prompt_file(config.prompts_file) if config.prompts_file else None
+    count = len(texts) if texts else min(_DISTINCT_PROMPTS, config.requests or _DISTINCT_PROMPTS)
     specs = []
-    for index in range(len(texts) if texts else 64):
-        prompt_text: str | None
+    for index in range(count):
         if texts:
-            prompt_text, prompt_ids = texts[index], None
-        elif tokenizer is not None:
-            prompt_ids = _varied_prompt(tokenizer, config.prompt_tokens, index)
-            prompt_text = None
+            specs.append(_spec(target, texts[index], None, config.max_new_tokens))
+        elif tokenizer is None:
+            specs.append(_spec(target, _approximate_prompt(config.prompt_tokens, index), None, config.max_new_tokens))
+        elif isinstance(target, OpenAITarget):
+            ids = _varied_prompt(tokenizer, config.prompt_tokens, index)
+            specs.append(target.prompt_spec(tokenizer, ids, config.max_new_tokens))
         else:
-            prompt_text, prompt_ids = _approximate_prompt(config.prompt_tokens, index), None
-        if isinstance(target, OpenAITarget):
-            if prompt_ids is not None and config.endpoint == "chat":
-                prompt_text, prompt_ids = tokenizer.detokenize(prompt_ids), None
-            body = target.body(prompt_text, prompt_ids, config.max_new_tokens)
-        else:
-            body = b""
-        specs.append(
-            RequestSpec(prompt_text, prompt_ids, len(prompt_ids) if prompt_ids else None, config.max_new_tokens, body)
-        )
+            ids = _varied_prompt(tokenizer, config.prompt_tokens, index)
+            specs.append(RequestSpec(None, ids, len(ids), config.max_new_tokens, b""))
     return specs
+
+
+def _spec(target: Target, text: str, ids: list[int] | None, max_tokens: int) -> RequestSpec:
+    body = target.body(text, ids, max_tokens) if isinstance(target, OpenAITarget) else b""
+    return RequestSpec(text, ids, len(ids) if ids else None, max_tokens, body)
 
 
 def _varied_prompt(tokenizer: Any, length: int, index: int) -> list[int]:
