@@ -155,9 +155,8 @@ def test_a_server_that_ignores_ignore_eos_is_measured_with_the_shortfall_stated(
     from sse_server import EOS_AFTER, sse_server
 
     with sse_server() as url:
-        code, out, err = run_cli(
-            "run", f"{url}/ignores_eos", "-o", "model=m", "-p", "8", "-n", "16", "-r", "2", "-w", "0", "--format", "json"
-        )
+        args = ("-o", "model=m", "-p", "8", "-n", "16", "-r", "2", "-w", "0", "--format", "json")
+        code, out, err = run_cli("run", f"{url}/ignores_eos", *args)
     assert code == 0, err
     document = json.loads(out)
     assert document["status"] == "ok"
