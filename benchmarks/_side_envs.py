@@ -36,9 +36,9 @@ def side_env(name: str, packages: list[str], *, fresh: bool = False) -> Path | N
 
 
 def pip_install(python: Path, args: list[str]) -> str | None:
-    """``pip install args`` in the environment of ``python``; None on success, else pip's last error line."""
+    """``pip install args`` in the environment of ``python``; None on success, else pip's first error line."""
     proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
     if proc.returncode == 0:
         return None
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    return next((line.strip() for line in reversed(lines) if "ERROR" in line), lines[-1] if lines else "pip failed")
+    lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "pip failed")

@@ -233,6 +233,7 @@ def main() -> int:
     core = [f for f in floors if f.group == "core" and f.name not in skip]
     chosen = [f for f in floors if f.group in extras and f.name not in skip]
 
+    os.environ.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))  # llama-cpp-python, as make does
     python = _side_envs.side_env("floors", tools, fresh=True)
     if python is None:
         return 1
@@ -264,6 +265,13 @@ def main() -> int:
             error = _side_envs.pip_install(python, [f.pin for f in members]) if members else None
             problems.update({f.name: error for f in members if error})
         versions = installed_versions(python)
+        for f in stage:
+            installed[f.name] = versions.get(f.name, "-")
+            outcomes[f.name] = Outcomes()
+        for name in dict.fromkeys(problems[f.name] for f in stage if f.name in problems):
+            print(f"  not installed: {name}")
+        if label == "core" and any(f.name in problems for f in stage):
+            break  # nothing can be tested without the core dependencies
         files = sorted({name for f in stage for name in TESTS.get(f.name, ())})
         paths = [f"tests/{name}" for name in files if (ROOT / "tests" / name).is_file()]
         marker = "not slow" if label == "core" else None
@@ -275,13 +283,16 @@ def main() -> int:
             if error is None:
                 stage_outcomes.settle(run_tests(python, list(stage_outcomes.failed), marker, args.pytest_args))
         for f in stage:
-            installed[f.name] = versions.get(f.name, "-")
             outcomes[f.name] = stage_outcomes
     final = installed_versions(python)
 
     print(f"\n{'floor':34} {'installed':28} tests")
     ok = True
     for f in [*core, *chosen]:
+        if f.name not in installed:
+            print(f"{f.group + ': ' + f.name + ' ' + f.version:34} {'-':28} not reached (an earlier stage failed)")
+            ok = False
+            continue
         version = installed[f.name]
         if final.get(f.name, version) != version:
             version += f" (-> {final[f.name]} later)"
