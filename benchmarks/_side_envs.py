@@ -40,5 +40,5 @@ def pip_install(python: Path, args: list[str]) -> str | None:
     proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *args], capture_output=True, text=True)
     if proc.returncode == 0:
         return None
-    lines = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
-    return next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "pip failed")
+    lines = [line.strip() for line in proc.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
+    return next((line for line in lines if line.lower().startswith("error")), lines[-1] if lines else "pip failed")

@@ -11,10 +11,9 @@ tests see this working tree) and the bundled model, and then, stage by stage, in
 3. the model stack: torch (the CPU build the Makefile pins), ``hf``, ``llama-cpp`` and ``peft``, then
    their tests, slow ones included (transformers and llama.cpp only run with the real model).
 
-A later stage may raise an earlier floor (transformers needs a newer huggingface-hub than the core
-floor); the earlier floor was tested at its own stage and the table shows what it became. Extras
-that users combine but whose floors conflict (datasets' floor wants huggingface-hub < 1) are thus
-each tested at their floor.
+A later stage may raise an earlier floor (an extra's floor that needs a newer core package); the
+earlier floor was tested at its own stage and the table shows what it became. Two extras whose
+floors cannot be installed together are thus each tested at their floor.
 
 It prints, per floor, the version installed and the result of its test files. A failed test is
 run again after ``pip install --upgrade`` of its stage's packages: one that then passes failed
@@ -22,11 +21,11 @@ because of a floor (FAIL); one that still fails is not the floor's doing (a pack
 not install, work in progress) and is counted apart. A test that fails only because a package is
 not installed (``No module named ...``, ``... is not installed``) counts as not run.
 
-Not installed at their floors:
-- torch: the floor exists on PyPI only as a CUDA build (several GB with its nvidia-* wheels);
-  the CPU build 2.13.0 is installed instead.
-- llama-cpp-python compiles llama.cpp from source (several minutes on 2 cores);
-  ``--skip llama-cpp-python`` leaves it out (its tests are then reported as not run).
+Exceptions:
+- torch is not installed at its floor: that exists on PyPI only as a CUDA build (several GB with
+  its nvidia-* wheels); the CPU build 2.13.0 is installed instead.
+- llama-cpp-python compiles llama.cpp from source (several minutes on 2 cores, once: pip caches the
+  wheel); ``--skip llama-cpp-python`` leaves it out (its tests are then reported as not run).
 - bnb and vllm need a CUDA GPU; ray is left out unless ``--extras`` names it.
 
 Run: ``.venv/bin/python benchmarks/dependency_floors.py [--skip llama-cpp-python] [--extras hf,peft]
@@ -175,8 +174,10 @@ def run_tests(python: Path, targets: list[str], marker: str | None, pytest_args:
         print(
             f"  $ pytest {' '.join(shown)}{' -m ' + repr(marker) if marker else ''} {' '.join(pytest_args)}", flush=True
         )
-        subprocess.run([*command, *pytest_args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        proc = subprocess.run([*command, *pytest_args], cwd=ROOT, env=env, capture_output=True, text=True)
         if not report.exists():
+            tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+            print(f"  pytest wrote no report (exit status {proc.returncode}):\n    " + "\n    ".join(tail))
             return outcomes
         for case in ET.parse(report).getroot().iter("testcase"):
             node, name = _node_id(case.get("classname", ""), case.get("name", ""))
@@ -233,7 +234,8 @@ def main() -> int:
     core = [f for f in floors if f.group == "core" and f.name not in skip]
     chosen = [f for f in floors if f.group in extras and f.name not in skip]
 
-    os.environ.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 1))  # llama-cpp-python, as make does
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("CMAKE_BUILD_PARALLEL_LEVEL", str(cpus))  # llama-cpp-python, as make does ($(nproc))
     python = _side_envs.side_env("floors", tools, fresh=True)
     if python is None:
         return 1
