@@ -61,9 +61,9 @@ def fault_proxy(upstream: str, schedule: tuple[str, ...] = FAULTS) -> Iterator[s
     """A proxy on 127.0.0.1 in front of a real server; request ``i`` gets fault ``schedule[i % len]``.
 
     ``ok`` forwards untouched; ``http500`` / ``http429`` answer with llama.cpp's error body instead;
-    ``stall`` forwards two reads of the real stream, then goes silent; ``malformed`` forwards two
-    reads, then a line that is not server-sent events, then the rest; ``disconnect`` forwards two
-    reads, then drops the connection. Everything else comes from the real server.
+    ``stall`` forwards two events of the real stream, then goes silent; ``malformed`` forwards two
+    events, then a line that is not server-sent events, then the rest; ``disconnect`` forwards two
+    events, then drops the connection. Everything else comes from the real server.
     """
     import asyncio
     import itertools
@@ -92,14 +92,24 @@ def fault_proxy(upstream: str, schedule: tuple[str, ...] = FAULTS) -> Iterator[s
                 response.set_status(up.status)
                 response.content_type = up.content_type
                 await response.prepare(request)
-                reads = 0
+                # Faults come after two whole events, counted by event and not by read: a busy host can
+                # hand the proxy a whole stream in one read, which must not slip through untouched.
+                buffer, events = b"", 0
                 async for chunk in up.content.iter_any():
-                    if reads == 2 and kind in ("stall", "disconnect"):
+                    if kind == "ok" or events >= 2:
+                        await response.write(chunk)
+                        continue
+                    buffer += chunk
+                    while events < 2 and b"\n\n" in buffer:
+                        event, buffer = buffer.split(b"\n\n", 1)
+                        await response.write(event + b"\n\n")
+                        events += 1
+                    if events < 2:
+                        continue
+                    if kind in ("stall", "disconnect"):
                         break  # the upstream request ends here, freeing the server's slot
-                    if reads == 2 and kind == "malformed":
-                        await response.write(b"this line is not server-sent events\n\n")
-                    await response.write(chunk)
-                    reads += 1
+                    await response.write(b"this line is not server-sent events\n\n" + buffer)
+                    buffer = b""
             if kind == "stall":
                 await asyncio.sleep(3)  # silence: the client gives up after its 1 s stall timeout
             elif kind == "disconnect" and request.transport is not None:

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import run_cli
 from llmbench.backends.base import Backend, GenerationConfig, LoadOptions
+from llmbench.measurement import registry
 from llmbench.measurement.metrics import generation_metrics
 from llmbench.measurement.prompts import synthetic_prompt_ids
 from llmbench.store import Store
@@ -128,5 +129,5 @@ def test_cli_run_stores_what_it_prints(backend_name: str) -> None:
     # The human table shows the same run.
     code, table, _ = run_cli("show", printed["id"])
     assert code == 0 and printed["id"] in table
-    decode = summary["decode_tok_s"]["mean"]
-    assert f"{decode:.2f}" in table or f"{decode:,.0f}" in table
+    decode = registry.DECODE.format(registry.DECODE.shown(summary["decode_tok_s"]["mean"]))
+    assert decode in table, (decode, table)
