@@ -7,7 +7,7 @@ without importing the backends (``llmbench.backends.base`` re-exports it for bac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FinishReason = Literal["length", "stop"]
@@ -28,6 +28,12 @@ class Generation:
     t_end: float
     """When the runtime returned."""
     finish_reason: FinishReason
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds of named phases the backend timed inside TTFT, ending in ``_s`` (``encode_s``: a
+    seq2seq encoder; ``image_preprocess_s`` and ``vision_encode_s``: a vision-language model's image
+    path); each is summarised over repetitions under its own name."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """Named input counts beyond the prompt's tokens (``image_tokens``), summarised alike."""
 
     @property
     def output_tokens(self) -> int:

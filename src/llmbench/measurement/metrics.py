@@ -53,10 +53,13 @@ class GenerationMetrics:
     e2e_s: float
     e2e_tok_s: float
     itl_gaps: tuple[float, ...]
+    stages: tuple[tuple[str, float], ...] = ()
+    """The backend's named phases and counts (:attr:`Generation.stages` and ``counts``), summarised by name."""
 
     def as_dict(self) -> dict[str, object]:
         data = asdict(self)
         data.pop("itl_gaps")
+        data.pop("stages")
         return data
 
 
@@ -65,8 +68,9 @@ def generation_metrics(generation: Generation) -> GenerationMetrics:
     times = generation.token_times
     n = len(times)
     e2e = generation.t_end - generation.t_start
+    stages = tuple({**generation.stages, **{k: float(v) for k, v in generation.counts.items()}}.items())
     if n == 0:
-        return GenerationMetrics(generation.prompt_tokens, 0, math.nan, math.nan, 0.0, None, None, e2e, 0.0, ())
+        return GenerationMetrics(generation.prompt_tokens, 0, math.nan, math.nan, 0.0, None, None, e2e, 0.0, (), stages)
     ttft = times[0] - generation.t_start
     decode = times[-1] - times[0]
     gaps = tuple(later - earlier for earlier, later in itertools.pairwise(times))
@@ -83,6 +87,7 @@ def generation_metrics(generation: Generation) -> GenerationMetrics:
         e2e_s=e2e,
         e2e_tok_s=n / e2e if e2e > 0 else math.inf,
         itl_gaps=gaps,
+        stages=stages,
     )
 
 
@@ -210,6 +215,9 @@ def summarise(runs: Sequence[GenerationMetrics]) -> dict[str, Summary]:
     """Per-metric summaries over repetitions; ``itl_gap_s`` pools every inter-token gap."""
     summary = {name: Summary.of(getattr(run, name) for run in runs) for name in SUMMARISED}
     summary["itl_gap_s"] = Summary.of(gap for run in runs for gap in run.itl_gaps)
+    names = dict.fromkeys(name for run in runs for name, _ in run.stages)
+    for name in names:
+        summary[name] = Summary.of(dict(run.stages).get(name) for run in runs)
     return summary
 
 

@@ -5,6 +5,7 @@ here imports a runtime library at import time (``import_llama_cpp`` and ``import
 it when called, with the install hint when the library is absent).
 """
 
+from llmbench.models._family import FAMILIES, ModelFamily, model_family
 from llmbench.models._gguf import GGUFHeader, read_gguf_header
 from llmbench.models._inspect import FIELDS as INSPECT_FIELDS
 from llmbench.models._inspect import Inspection, inspect_model
@@ -16,11 +17,13 @@ from llmbench.models._spec import ModelSpec, read_spec
 from llmbench.models._tokens import LocalTokenizer, TokenStats, load_tokenizer, token_stats, tokenizer_for
 
 __all__ = [
+    "FAMILIES",
     "DEFAULT_MODEL_NAME",
     "INSPECT_FIELDS",
     "GGUFHeader",
     "Inspection",
     "LocalTokenizer",
+    "ModelFamily",
     "ModelRef",
     "ModelSpec",
     "ParameterCount",
@@ -32,6 +35,7 @@ __all__ = [
     "inspect_cell",
     "inspect_model",
     "load_tokenizer",
+    "model_family",
     "quiet_stderr",
     "read_gguf_header",
     "read_spec",

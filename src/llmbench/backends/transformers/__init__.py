@@ -1,0 +1,9 @@
+"""Hugging Face transformers: causal, seq2seq, embedding and vision-language models on one backend.
+
+``_load`` turns the load options into ``from_pretrained`` arguments and picks the auto class of the
+model's family (:func:`llmbench.models.model_family`); ``_backend`` holds :class:`TransformersBackend`.
+"""
+
+from llmbench.backends.transformers._backend import TransformersBackend
+
+__all__ = ["TransformersBackend"]
