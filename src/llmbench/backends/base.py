@@ -86,6 +86,8 @@ class Capabilities:
     chat: bool
     score: bool
     embed: bool
+    see: bool = False
+    """Takes images with the prompt (:meth:`Backend.generate_with_images`)."""
 
 
 def option_flag(key: str, value: Any) -> bool:
@@ -174,6 +176,8 @@ class Backend(ABC):
     can_chat: ClassVar[bool] = True
     can_score: ClassVar[bool] = False
     can_embed: ClassVar[bool] = False
+    can_see: ClassVar[bool] = False
+    """Generates from images plus text (:meth:`generate_with_images`) for the models that take them."""
     known_options: ClassVar[frozenset[str]] = frozenset()
     """Backend-specific option names (``-o KEY=VALUE``, ``LoadOptions.extra``); any other is refused."""
     libraries: ClassVar[tuple[str, ...]] = ()
@@ -185,6 +189,15 @@ class Backend(ABC):
     threads: int | None
     """The thread count this backend runs with: ``LoadOptions.threads``, else the default for
     ``uses_threads`` backends, else None (the runtime's threads are not llmbench's to set)."""
+    last_stages: dict[str, float]
+    """Seconds of named phases the last :meth:`generate_tokens` timed inside TTFT (``encode_s``: a
+    seq2seq encoder); :meth:`generate` empties it before each call and records it in
+    :attr:`Generation.stages`. A backend that times such a phase writes it here."""
+    last_counts: dict[str, int]
+    """Named input counts of the last generation (``image_tokens``), recorded in :attr:`Generation.counts`."""
+    load_facts: dict[str, Any]
+    """What loading established that the settings alone do not say (an adapter's parameter count,
+    ``compile_s``, the layers llama.cpp really offloaded); the harness stores it in the run's config."""
 
     def __init__(self, model: ModelRef, options: LoadOptions) -> None:
         self.check_options(options.extra)
@@ -195,6 +208,8 @@ class Backend(ABC):
         self.model = model
         self.options = options
         self.threads = options.threads or (default_threads() if self.uses_threads else None)
+        self.last_stages, self.last_counts = {}, {}
+        self.load_facts = {}
 
     @classmethod
     def option_names(cls) -> frozenset[str]:
@@ -223,7 +238,7 @@ class Backend(ABC):
 
     @classmethod
     def capabilities(cls) -> Capabilities:
-        return Capabilities(cls.can_stream, cls.can_chat, cls.can_score, cls.can_embed)
+        return Capabilities(cls.can_stream, cls.can_chat, cls.can_score, cls.can_embed, see=cls.can_see)
 
     @classmethod
     def check_available(cls) -> None:
@@ -271,6 +286,25 @@ class Backend(ABC):
             f"the {self.name} backend cannot score completions", "use the transformers or llama.cpp backend"
         )
 
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> Any:
+        """One float32 vector per text, a numpy array in the order of ``texts`` (``can_embed`` backends)."""
+        raise InvalidOptionError(f"the {self.name} backend cannot embed texts", "use the transformers backend")
+
+    def generate_with_images(
+        self, prompt: str | None, images: Sequence[Any], config: GenerationConfig | None = None
+    ) -> Generation:
+        """Generate from ``images`` (PIL images) and an optional text ``prompt`` (``can_see`` backends).
+
+        The image path's phases are timed apart inside TTFT (``Generation.stages``:
+        ``image_preprocess_s``, ``vision_encode_s``) and the image tokens counted
+        (``Generation.counts["image_tokens"]``); the prompt goes through the model's chat template
+        where it has one, else it is a plain (captioning) prompt.
+        """
+        raise InvalidOptionError(
+            f"the {self.name} backend cannot take images",
+            "use --backend transformers with a vision-language model, or llama.cpp with -o mmproj=PATH",
+        )
+
     def close(self) -> None:
         """Free the model; the backend is unusable afterwards."""
         return None
@@ -293,6 +327,7 @@ class Backend(ABC):
             times_append(clock())
             ids_append(token_id)
 
+        self.last_stages, self.last_counts = {}, {}
         t_start = clock()
         finish = self.generate_tokens(prompt_ids, config, on_token)
         t_end = clock()
@@ -304,6 +339,8 @@ class Backend(ABC):
             token_times=token_times,
             t_end=t_end,
             finish_reason=finish,
+            stages=dict(self.last_stages),
+            counts=dict(self.last_counts),
         )
 
     def chat(self, messages: Sequence[Message], config: GenerationConfig | None = None) -> Generation:

@@ -2,9 +2,14 @@
 
 Backend options (``-o KEY=VALUE``): ``n_gpu_layers`` (default 0; -1 offloads all),
 ``n_batch`` (512), ``flash_attn`` (False), ``use_mmap`` (True), ``use_mlock`` (False),
-``type_k`` / ``type_v`` (KV-cache types: f16 by default, f32, bf16, q8_0, q4_0).
+``type_k`` / ``type_v`` (KV-cache types: f16 by default, f32, bf16, q8_0, q4_0, q4_1, q5_0,
+q5_1, iq4_nl; a quantized ``type_v`` needs ``flash_attn=true``, as llama.cpp requires).
+A run with ``n_gpu_layers`` other than 0 stores the layers really offloaded
+(``gpu_layers_offloaded``: 0 on a llama.cpp built without GPU support, which then runs on the CPU).
 ``LoadOptions.threads`` sets both ``n_threads`` and ``n_threads_batch`` (default: every CPU this
 process may use, the same default the transformers backend uses).
+``mmproj`` (a vision projector GGUF) takes images through llama.cpp's mtmd chat handler
+(``_llama_cpp_vision``; untested on a real projector).
 
 Each generation starts from an empty KV cache (``Llama.reset``): llama-cpp-python otherwise reuses
 the cached prefix of the previous prompt, which would hide prefill cost in repeated runs.
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from llmbench.backends.base import (
     Backend,
     FinishReason,
+    Generation,
     GenerationConfig,
     LoadOptions,
     Message,
@@ -35,7 +41,9 @@ if TYPE_CHECKING:
 
 _FLAGS = ("flash_attn", "use_mmap", "use_mlock", "logits_all")
 _INTS = ("n_batch", "n_ubatch")
-_KV_TYPES = {"f32": 0, "f16": 1, "q8_0": 8, "q4_0": 2, "bf16": 30}
+_KV_TYPES = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "iq4_nl": 20}
+"""KV-cache types llama.cpp takes (GGML type codes)."""
+_UNQUANTIZED_KV = frozenset({"f32", "f16", "bf16"})
 
 
 class LlamaCppBackend(Backend):
@@ -45,8 +53,10 @@ class LlamaCppBackend(Backend):
     can_stream = True
     can_chat = True
     can_score = True
-    known_options = frozenset({"n_gpu_layers", *_INTS, *_FLAGS, "type_k", "type_v"})
+    known_options = frozenset({"n_gpu_layers", *_INTS, *_FLAGS, "type_k", "type_v", "mmproj"})
     uses_threads = True
+    can_see = True
+    """With ``-o mmproj=PATH`` (a GGUF's vision projector; see ``_llama_cpp_vision``)."""
 
     @classmethod
     def check_available(cls) -> None:
@@ -66,10 +76,16 @@ class LlamaCppBackend(Backend):
                 "use --backend transformers, or convert it with llama.cpp's convert_hf_to_gguf.py",
             )
         kwargs = _load_kwargs(model, options, self.threads)
+        projector = _projector(options)  # -o mmproj, checked before the model loads
         llama_cpp = _import_runtime()
         self.llm = _load_model(llama_cpp, model, kwargs)
+        if kwargs["n_gpu_layers"] != 0:
+            self.load_facts.update(_offload_facts(llama_cpp, self.llm, kwargs["n_gpu_layers"]))
         self._scorer: Any = None
         self._is_eog = partial(llama_cpp.llama_vocab_is_eog, self.llm._model.vocab)
+        self._vision_handler: Any = None
+        if projector is not None:
+            self._vision_handler = _start_projector(llama_cpp, self.llm, projector)
 
     def generate_tokens(
         self, prompt_ids: Sequence[int], config: GenerationConfig, on_token: Callable[[int], None]
@@ -146,6 +162,20 @@ class LlamaCppBackend(Backend):
             return super().apply_chat_template(messages)  # raises: no template
         return list(self.llm.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True))
 
+    def generate_with_images(
+        self, prompt: str | None, images: Sequence[Any], config: GenerationConfig | None = None
+    ) -> Generation:
+        from llmbench.backends._llama_cpp_vision import generate_with_images
+
+        if self._vision_handler is None:
+            raise InvalidOptionError(
+                f"images need {self.model.name}'s vision projector on the llama.cpp backend",
+                "add -o mmproj=PATH, the mmproj-*.gguf that ships with the model",
+            )
+        return generate_with_images(
+            self.llm, self._vision_handler, self._is_eog, self.detokenize, prompt, images, config or GenerationConfig()
+        )
+
     def close(self) -> None:
         if getattr(self, "_scorer", None) is not None:
             self._scorer.close()
@@ -154,6 +184,25 @@ class LlamaCppBackend(Backend):
         if llm is not None:
             llm.close()
             del self.llm
+
+
+def _projector(options: LoadOptions) -> Any:
+    """The ``-o mmproj`` file, checked (None without the option)."""
+    if "mmproj" not in options.extra:
+        return None
+    from llmbench.backends._llama_cpp_vision import projector_path
+
+    return projector_path(options.extra["mmproj"])
+
+
+def _start_projector(llama_cpp: Any, llm: Any, projector: Any) -> Any:
+    """The multimodal chat handler on ``projector``, loaded against ``llm`` and set as its chat handler."""
+    from llmbench.backends._llama_cpp_vision import chat_handler, start_projector
+
+    handler = chat_handler(llama_cpp, projector)
+    start_projector(handler, llm, projector)
+    llm.chat_handler = handler
+    return handler
 
 
 # -- the same helpers in every backend module ---------------------------------------------------
@@ -189,7 +238,23 @@ def _load_kwargs(model: ModelRef, options: LoadOptions, threads: int | None) -> 
             if name not in _KV_TYPES:
                 raise InvalidOptionError(f"unknown {key} {name!r}", f"choose one of: {', '.join(_KV_TYPES)}")
             kwargs[key] = _KV_TYPES[name]
+    type_v = str(extra.get("type_v", "f16")).lower()
+    if type_v not in _UNQUANTIZED_KV and not kwargs.get("flash_attn", False):
+        raise InvalidOptionError(
+            f"a quantized V cache (type_v={type_v}) needs flash attention in llama.cpp",
+            "add -o flash_attn=true, or use type_v=f16",
+        )
     return kwargs
+
+
+def _offload_facts(runtime: Any, llm: Any, requested: int) -> dict[str, Any]:
+    """How many of the requested layers llama.cpp put on a GPU: none on a build without GPU support
+    (it then runs every layer on the CPU, whatever ``n_gpu_layers`` says)."""
+    layers = int(runtime.llama_model_n_layer(llm.model))
+    wanted = layers if requested < 0 else min(requested, layers)
+    if not runtime.llama_supports_gpu_offload():
+        return {"gpu_layers_offloaded": 0, "gpu_offload": "none: this llama.cpp build cannot offload to a GPU"}
+    return {"gpu_layers_offloaded": wanted, "gpu_offload": f"{wanted} of {layers} layers"}
 
 
 def _load_model(runtime: Any, model: ModelRef, kwargs: dict[str, Any]) -> Any:

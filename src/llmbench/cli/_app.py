@@ -9,11 +9,14 @@ from llmbench.cli.backends import backends_command
 from llmbench.cli.cache import cache_command
 from llmbench.cli.compare import compare_command
 from llmbench.cli.doctor import doctor_command
+from llmbench.cli.embed import embed_command
 from llmbench.cli.evaluate import eval_command
 from llmbench.cli.inspect import inspect_command
+from llmbench.cli.leaderboard import leaderboard_command
 from llmbench.cli.load import load_command
 from llmbench.cli.perplexity import perplexity_command
 from llmbench.cli.plan import plan_command
+from llmbench.cli.recommend import recommend_command
 from llmbench.cli.report import report_command
 from llmbench.cli.run import run_command
 from llmbench.cli.runs import runs_command, show_command
@@ -54,3 +57,6 @@ cli.add_command(sweep_command)
 cli.add_command(sweeps_command)
 cli.add_command(report_command)
 cli.add_command(load_command)
+cli.add_command(embed_command)
+cli.add_command(leaderboard_command)
+cli.add_command(recommend_command)

@@ -71,3 +71,15 @@ def number(value: float | int | None, digits: int = 2) -> str:
 
 def milliseconds(value: float | None) -> str:
     return "-" if value is None else number(value * 1000, 1)
+
+
+def emit_csv(header: list[str], rows: list[list[Any]]) -> None:
+    """One CSV document on stdout (``--format csv``); None is an empty cell."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows([["" if cell is None else cell for cell in row] for row in rows])
+    click.echo(buffer.getvalue(), nl=False)

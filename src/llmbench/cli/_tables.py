@@ -10,6 +10,7 @@ from rich.markup import escape
 from llmbench.cli._output import console, human_bytes, number
 from llmbench.measurement import registry
 from llmbench.measurement.results import (
+    EmbeddingResult,
     EvalResult,
     GenerationResult,
     LoadResult,
@@ -38,6 +39,8 @@ def print_record(record: RunRecord, environment: bool = False) -> None:
         print_load(record)
     elif record.kind == "perplexity":
         print_perplexity(record)
+    elif record.kind == "embed":
+        print_embedding(record)
     else:
         print_run(record)
     if environment:
@@ -128,10 +131,14 @@ def headline(result: RunResult | None) -> str:
         return f"accuracy {number(best.accuracy if best else None, 3)}{task}"
     if isinstance(result, PerplexityResult):
         return f"perplexity {number(result.perplexity, 3)}, {number(result.tokens_scored)} tokens"
+    if isinstance(result, EmbeddingResult):
+        return f"up to {_shown(registry.EMBED_TEXTS, result)} texts/s over {len(result.points)} point(s)"
     if isinstance(result, LoadResult):
         rate = max((registry.OUTPUT_RATE.value(step) or 0.0 for step in result.steps), default=None)
         failed = error_counts(result.errors)
         return f"{len(result.steps)} step(s), up to {number(rate, 1)} tok/s" + (f", failed: {failed}" if failed else "")
+    if isinstance(result, GenerationResult) and result.summary.get(registry.ENCODE.key):
+        return f"{registry.ENCODE.label} {_shown(registry.ENCODE, result)} {registry.ENCODE.unit}"
     return ""
 
 
@@ -237,7 +244,7 @@ def print_plan(result: Any) -> None:
         )
     if result.measured is not None:
         out.print(
-            f"measured peak RSS in run {result.measured.run_id}: {human_bytes(result.measured.peak_bytes)} "
+            f"measured {result.measured.what} in run {result.measured.run_id}: {human_bytes(result.measured.peak_bytes)} "
             f"(estimate error {result.error:+.1%})"
         )
     for note in plan.notes:
@@ -355,12 +362,12 @@ def print_sweep(sweep_id: str, rows: Sequence[tuple[Any, RunRecord | None]], ski
     failed = sum(1 for _, record in rows if record is not None and record.status != "ok")
     title = f"sweep {sweep_id}: {len(rows)} run(s), {skipped} already stored, {failed} failed"
     table = Table(title=escape(title))
-    for column in ("run", "id", "status", "decode tok/s", "TTFT ms", "peak RSS MiB", "error"):
-        numeric = column in ("decode tok/s", "TTFT ms", "peak RSS MiB")
+    for column in ("run", "id", "status", "decode tok/s", "decode roofline", "TTFT ms", "peak RSS MiB", "error"):
+        numeric = column in ("decode tok/s", "decode roofline", "TTFT ms", "peak RSS MiB")
         table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for run, record in rows:
         if record is None:
-            _add_row(table, run.describe(), "-", "not run", "-", "-", "-", "")
+            _add_row(table, run.describe(), "-", "not run", "-", "-", "-", "-", "")
             continue
         _add_row(
             table,
@@ -368,6 +375,7 @@ def print_sweep(sweep_id: str, rows: Sequence[tuple[Any, RunRecord | None]], ski
             record.id,
             record.status,
             _shown(registry.DECODE, record.result),
+            _shown(registry.DECODE_ROOFLINE, record.result),
             _shown(registry.TTFT, record.result),
             _shown(registry.PEAK_RSS, record.result),
             (record.error or "")[:120],
@@ -431,4 +439,42 @@ def print_load(record: RunRecord) -> None:
         )
     out = console()
     out.print(table)
+    _print_error(record)
+
+
+def print_embedding(record: RunRecord) -> None:
+    """An embedding run: one row per (batch size, text length) point."""
+    from rich.table import Table
+
+    result = record.result if isinstance(record.result, EmbeddingResult) else EmbeddingResult()
+    out = console()
+    out.print(
+        f"[bold]{escape(record.model)}[/bold] on {escape(record.backend)}  run {record.id}  status: {record.status}",
+        soft_wrap=True,
+    )
+    out.print(
+        f"pooling {result.pooling or '-'}  dimension {number(result.dimension)}  max length "
+        f"{number(result.max_seq_length)} tok  threads {record.config.get('threads') or '-'}  "
+        f"load {number(result.load_s)} s  peak RSS {human_bytes(result.memory.peak_rss_bytes)}"
+        + (f"  peak VRAM {human_bytes(result.memory.peak_vram_bytes)}" if result.memory.peak_vram_bytes else ""),
+        soft_wrap=True,
+    )
+    if result.points:
+        table = Table(show_edge=False)
+        latency = registry.BATCH_LATENCY
+        for column in ("batch", "tokens/text", registry.EMBED_TEXTS.title, registry.EMBED_TOKENS.title,
+                       f"{latency.short} p50 ({latency.unit})", f"{latency.short} p99 ({latency.unit})", "n"):  # fmt: skip
+            table.add_column(column, justify="right")
+        for point in result.points:
+            _add_row(
+                table,
+                str(point.batch_size),
+                number(point.tokens_per_text, 1),
+                _shown(registry.EMBED_TEXTS, point),
+                _shown(registry.EMBED_TOKENS, point),
+                _shown(latency, point, "p50"),
+                _shown(latency, point, "p99"),
+                str(point.batches),
+            )
+        out.print(table)
     _print_error(record)

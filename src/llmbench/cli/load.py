@@ -11,6 +11,19 @@ from llmbench.cli._setup import model_setup_options
 
 if TYPE_CHECKING:
     from llmbench.harness import ModelSetup
+    from llmbench.measurement.results import LoadResult
+
+
+def _batching_note(result: LoadResult, backend: str) -> str | None:
+    """How the in-process model served the requests (nothing for a server)."""
+    if result.batching == "continuous":
+        return f"served in-process with continuous batching: up to {result.slots} requests decoded together"
+    if result.batching == "queue":
+        return (
+            f"served in-process one request at a time ({backend}: no batched serving here): "
+            "throughput by concurrency measures the queue, not batching"
+        )
+    return None
 
 
 def _numbers(values: tuple[str, ...], cast: type) -> list:  # type: ignore[type-arg]
@@ -80,6 +93,14 @@ def _numbers(values: tuple[str, ...], cast: type) -> list:  # type: ignore[type-
     show_default=True,
     help="Fail the run when a step's failed fraction exceeds this.",
 )
+@click.option(
+    "--batching",
+    type=click.Choice(["auto", "continuous", "queue"]),
+    default="auto",
+    show_default=True,
+    help="A local model: decode requests together (continuous, llama.cpp) or one at a time (queue).",
+)
+@click.option("--slots", type=int, metavar="N", help="A local model: requests decoded together (default: max -c).")
 @model_setup_options(model_param="target")
 @click.option("--no-store", is_flag=True, help="Do not save the result.")
 @format_option
@@ -110,6 +131,8 @@ def load_command(
     stall_timeout: float,
     retries: int,
     max_error_rate: float,
+    batching: str,
+    slots: int | None,
     no_store: bool,
     output_format: str,
 ) -> None:
@@ -128,7 +151,7 @@ def load_command(
       llmbench load http://127.0.0.1:8000 --endpoint chat --saturation 3 --api-key-env OPENAI_API_KEY
       llmbench load http://127.0.0.1:3000 --api tgi -c 4 --duration 60
       llmbench load --api gemini --model gemini-2.0-flash --api-key-env GEMINI_API_KEY -c 2
-      llmbench load -c 1,2 --requests 8 -n 16          # the bundled SmolLM2, in-process
+      llmbench load -c 1,2 --requests 8 -n 16          # the bundled SmolLM2, in-process, batched
     """
     from llmbench.cli._progress import load_progress
     from llmbench.scenarios.load import LoadConfig, run_load
@@ -161,17 +184,27 @@ def load_command(
         stall_timeout_s=stall_timeout,
         retries=retries,
         max_error_rate=max_error_rate,
+        batching=batching,  # type: ignore[arg-type]
+        slots=slots,
     )
     store = None if no_store else Store()
     with load_progress(output_format == "table") as progress:
         record = run_load(config, store, progress, reraise=False)
     if record.result is not None:  # what was measured, also before a failure
+        from llmbench.measurement.results import LoadResult
+
+        result = record.result if isinstance(record.result, LoadResult) else LoadResult()
         if output_format == "json":
-            emit_json({**record.summary_row(), "config": record.config})
+            serving = {"batching": result.batching, "slots": result.slots} if result.batching else {}
+            emit_json({**record.summary_row(), **serving, "config": record.config})
         else:
+            from llmbench.cli._output import console
             from llmbench.cli._tables import print_load
 
             print_load(record)
+            note = _batching_note(result, record.backend)
+            if note:
+                console().print(note)
     if record.status != "ok":
         from llmbench.errors import LLMBenchError
 

@@ -27,9 +27,21 @@ if TYPE_CHECKING:
 @click.option("--allow-eos", is_flag=True, help="Stop at end-of-sequence instead of forcing exactly -n tokens.")
 @click.option("--prompt", help="A text prompt instead of the synthetic one.")
 @click.option("--chat", is_flag=True, help="Send the prompt through the model's chat template.")
+@click.option(
+    "--image",
+    "images",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="An image sent with --prompt to a vision-language model (repeatable; default: a synthetic test image).",
+)
 @click.option("-w", "--warmup", type=int, default=1, show_default=True, help="Untimed warm-up generations.")
 @click.option("-r", "--repetitions", type=int, default=5, show_default=True, help="Timed generations.")
 @model_setup_options()
+@click.option(
+    "--base",
+    metavar="PATH",
+    help="The base model of an adapter folder (default: the one its adapter_config.json names, if local).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 is greedy.")
 @click.option("--no-store", is_flag=True, help="Do not save the result.")
@@ -41,8 +53,10 @@ def run_command(
     allow_eos: bool,
     prompt: str | None,
     chat: bool,
+    images: tuple[str, ...],
     warmup: int,
     repetitions: int,
+    base: str | None,
     seed: int,
     temperature: float,
     no_store: bool,
@@ -62,6 +76,8 @@ def run_command(
       llmbench run --backend transformers --dtype bfloat16 -r 3
       llmbench run ./SmolLM2-135M -p 512 -n 128 -o attn_implementation=sdpa
       llmbench run model.gguf -o n_gpu_layers=-1 --format json
+      llmbench run ./SmolVLM-256M-Instruct --image cat.png --prompt "Describe the image."
+      llmbench run ./my-lora-adapter --base ./SmolLM2-135M -o merge_adapter=true
       llmbench run http://127.0.0.1:8080 -p 256 -n 64
     """
     from llmbench.cli._progress import run_progress
@@ -69,6 +85,10 @@ def run_command(
     from llmbench.scenarios.single_run import BenchmarkConfig, run_benchmark
     from llmbench.store import Store
 
+    if base is not None:
+        from dataclasses import replace
+
+        setup = replace(setup, options={**setup.options, "base": base})
     config = BenchmarkConfig(
         setup=setup,
         prompt_tokens=prompt_tokens,
@@ -76,6 +96,7 @@ def run_command(
         allow_eos=allow_eos,
         prompt=prompt,
         chat=chat,
+        images=tuple(images),
         warmup=warmup,
         repetitions=repetitions,
         seed=seed,
@@ -84,6 +105,10 @@ def run_command(
     store = None if no_store else Store()
     with run_progress(output_format == "table", setup.model or "SmolLM2-135M-Instruct") as progress:
         record = run_benchmark(config, store=store, progress=progress)
+    if not images and record.config.get("images"):
+        click.echo(
+            f"note: no --image given; the run used a generated test image ({record.config['images'][0]})", err=True
+        )
     if output_format == "json":
         emit_json({**record.summary_row(), "config": record.config, "environment": record.environment})
     else:

@@ -30,11 +30,13 @@ from llmbench.errors import (
     LLMBenchError,
     ModelNotFoundError,
 )
+from llmbench.harness._calibration import with_roofline
 from llmbench.harness._setup import ModelSetup, ScenarioConfig
 from llmbench.measurement.fingerprint import fingerprint
 from llmbench.measurement.memory import MemoryPeak, PeakMemoryTracker
 from llmbench.measurement.results import GenerationResult, MemoryUsage, RunResult
 from llmbench.models import ModelRef
+from llmbench.planning import DecodeWork
 from llmbench.store import Repetition, RunRecord
 
 INPUT_ERRORS = (InvalidOptionError, InvalidModelError, ModelNotFoundError, BackendUnavailableError)
@@ -61,6 +63,8 @@ class Partial:
     key: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
     """Facts learnt while running (the prompt's real length, the threads used) added to the config."""
+    work: DecodeWork | None = None
+    """A generation scenario's cost per token on its device: the harness then adds the run's roofline."""
 
 
 @dataclass
@@ -148,6 +152,7 @@ def run_scenario(
                 started = time.perf_counter()
                 backend = backend_cls(model, setup.load_options())
                 load_s = time.perf_counter() - started
+                partial.config.update(backend.load_facts)
                 report("load", 1, 1)
             try:
                 opened = Opened(setup, model, backend_cls, backend, load_s, tracker, report)
@@ -159,6 +164,16 @@ def run_scenario(
                     backend.close()
     except (Exception, KeyboardInterrupt) as exc:
         failure = exc
+    result = _with_memory(partial.result, tracker.peak, load_s, model)
+    env = environment(backend_cls)
+    if failure is None and partial.work is not None and isinstance(result, GenerationResult):
+        prompt_length = int(partial.config.get("prompt_length") or 0)
+        try:  # after the tracker and the model: the calibration counts in no figure of the run
+            result, env["calibration"] = with_roofline(result, partial.work, prompt_length)
+        except KeyboardInterrupt as exc:
+            failure = exc
+        except Exception as exc:  # the run's own figures stand without their roofline
+            env["calibration_error"] = describe_failure(exc)
     record = RunRecord(
         kind=scenario.kind,
         status=status_of(failure),
@@ -166,8 +181,8 @@ def run_scenario(
         model_path=model.location,
         backend=backend_name,
         config=setup.to_json() | scenario.config() | {"model_path": model.location} | partial.config,
-        environment=environment(backend_cls),
-        result=_with_memory(partial.result, tracker.peak, load_s, model),
+        environment=env,
+        result=result,
         error=describe_failure(failure),
         repetitions=partial.repetitions,
     )
@@ -203,7 +218,8 @@ def memory_usage(peak: MemoryPeak | None, rss_after_load: int | None = None) -> 
         memory_samples=peak.samples,
         peak_vram_allocated_bytes=peak.cuda_allocated_bytes,
         peak_vram_reserved_bytes=peak.cuda_reserved_bytes,
-        peak_vram_nvml_bytes=peak.nvml_used_bytes,
+        peak_vram_process_bytes=peak.nvml_process_bytes,
+        peak_vram_device_bytes=peak.nvml_device_bytes,
     )
 
 

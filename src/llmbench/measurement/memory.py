@@ -5,8 +5,12 @@ that sleeps on an :class:`threading.Event` between samples (no busy-wait). On Li
 the kernel's own high-water mark (``VmHWM``, via ``/proc/self/clear_refs``) when the phase starts
 and reads it when the phase ends, so a spike shorter than the sampling interval is still counted;
 the reported peak is the larger of the two. On CUDA it resets and reads torch's
-``max_memory_allocated`` (when torch is already imported: the tracker never imports it) and samples
-the device's used memory through NVML (``nvidia-ml-py``).
+``max_memory_allocated`` and ``max_memory_reserved`` (when torch is already imported: the tracker
+never imports it) and samples, through NVML (``nvidia-ml-py``, :mod:`llmbench.measurement.nvml`),
+this process's memory on each GPU and each GPU's memory in use. The GPU reported is the model's:
+the one on which this process held the most memory; its two NVML peaks are reported, each for
+what it is (this process; every process on that device). Other GPUs and other processes' GPUs
+are never mixed in.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 
 import psutil
+
+from llmbench.measurement.nvml import Nvml, open_nvml
 
 DEFAULT_INTERVAL_S = 0.05
 """Sampling period. On Linux the kernel's high-water mark catches what falls between samples."""
@@ -33,8 +39,13 @@ class MemoryPeak:
     cuda_allocated_bytes: int | None = None
     """torch.cuda.max_memory_allocated during the phase (CUDA runs only)."""
     cuda_reserved_bytes: int | None = None
-    nvml_used_bytes: int | None = None
-    """Peak used memory of the GPU as NVML reports it (all processes on that GPU)."""
+    """torch.cuda.max_memory_reserved during the phase (CUDA runs only)."""
+    nvml_process_bytes: int | None = None
+    """Peak memory of this process on the model's GPU (NVML per-process accounting)."""
+    nvml_device_bytes: int | None = None
+    """Peak memory in use on the model's GPU, every process counted (NVML)."""
+    nvml_device_index: int | None = None
+    """NVML's index of the model's GPU (the one this process held the most memory on)."""
 
 
 def _read_hwm() -> int | None:
@@ -65,27 +76,34 @@ def _torch_cuda() -> object | None:
         return None
 
 
-class _Nvml:
-    """Used memory of every NVIDIA GPU, or nothing when NVML is absent."""
+class _GpuPeaks:
+    """Per GPU: the peak of this process's memory and of the device's memory in use."""
 
-    def __init__(self) -> None:
-        self.handles: list[object] = []
-        try:
-            import pynvml  # provided by nvidia-ml-py
+    def __init__(self, nvml: Nvml | None) -> None:
+        self.nvml = nvml
+        count = len(nvml.handles) if nvml is not None else 0
+        self.process = [0] * count
+        self.device = [0] * count
 
-            pynvml.nvmlInit()
-            self._pynvml = pynvml
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        except Exception:
-            self.handles = []
+    def sample(self) -> None:
+        if self.nvml is None:
+            return
+        for index in range(len(self.process)):
+            mine = self.nvml.process_bytes(index)
+            if mine is not None:
+                self.process[index] = max(self.process[index], mine)
+            used = self.nvml.device_bytes(index)
+            if used is not None:
+                self.device[index] = max(self.device[index], used)
 
-    def used(self) -> int | None:
-        if not self.handles:
-            return None
-        try:
-            return max(int(self._pynvml.nvmlDeviceGetMemoryInfo(h).used) for h in self.handles)
-        except Exception:
-            return None
+    def model_device(self) -> tuple[int | None, int | None, int | None]:
+        """(index, process peak, device peak) of the GPU this process held the most memory on."""
+        held = [(peak, index) for index, peak in enumerate(self.process) if peak > 0]
+        if not held:  # NVML cannot see this process (a container's process ids): one GPU is still unambiguous
+            only = len(self.device) == 1 and self.device[0] > 0
+            return (0, None, self.device[0]) if only else (None, None, None)
+        _, index = max(held, key=lambda pair: (pair[0], -pair[1]))
+        return index, self.process[index], self.device[index] or None
 
 
 class PeakMemoryTracker:
@@ -99,8 +117,7 @@ class PeakMemoryTracker:
         self._rss_peak = 0
         self._rss_start = 0
         self._samples = 0
-        self._nvml = _Nvml() if gpu else None
-        self._nvml_peak: int | None = None
+        self._gpus = _GpuPeaks(open_nvml() if gpu else None)
         self._hwm_reset = False
         self.peak: MemoryPeak | None = None
 
@@ -112,10 +129,7 @@ class PeakMemoryTracker:
         rss = self._process.memory_info().rss
         self._rss_peak = max(self._rss_peak, rss)
         self._samples += 1
-        if self._nvml is not None:
-            used = self._nvml.used()
-            if used is not None:
-                self._nvml_peak = max(self._nvml_peak or 0, used)
+        self._gpus.sample()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -147,4 +161,5 @@ class PeakMemoryTracker:
         if cuda is not None:
             allocated = int(cuda.max_memory_allocated())  # type: ignore[attr-defined]
             reserved = int(cuda.max_memory_reserved())  # type: ignore[attr-defined]
-        self.peak = MemoryPeak(peak, self._rss_start, self._samples, allocated, reserved, self._nvml_peak)
+        index, process, device = self._gpus.model_device()
+        self.peak = MemoryPeak(peak, self._rss_start, self._samples, allocated, reserved, process, device, index)

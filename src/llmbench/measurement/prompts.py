@@ -31,13 +31,28 @@ class _Tokenizer(Protocol):
 
 
 def synthetic_prompt_ids(tokenizer: _Tokenizer, n_tokens: int) -> list[int]:
-    """Exactly ``n_tokens`` prompt ids (BOS included when the model adds one)."""
+    """Exactly ``n_tokens`` prompt ids, with the special tokens the tokenizer adds where it adds them:
+    BOS first (llama), ``</s>`` last (T5), both (BART), so the count is what the model sees."""
     if n_tokens < 1:
         raise InvalidOptionError(f"prompt length must be at least 1 token, got {n_tokens}")
     ids = tokenizer.tokenize(PASSAGE, add_special_tokens=True)
     body: Sequence[int] = tokenizer.tokenize(PASSAGE, add_special_tokens=False)
     if not body:
         raise InvalidOptionError("the tokenizer returned no tokens for the synthetic passage")
+    prefix, suffix = _special_ends(ids, body)
+    if suffix and n_tokens > len(prefix) + len(suffix):
+        filled = list(prefix)
+        while len(filled) < n_tokens - len(suffix):
+            filled.extend(body)
+        return filled[: n_tokens - len(suffix)] + suffix
     while len(ids) < n_tokens:
         ids.extend(body)
     return ids[:n_tokens]
+
+
+def _special_ends(ids: Sequence[int], body: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after ``body``; none where ``body`` is not inside ``ids``."""
+    for start in range(len(ids) - len(body) + 1):
+        if list(ids[start : start + len(body)]) == list(body):
+            return list(ids[:start]), list(ids[start + len(body) :])
+    return [], []

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from llmbench.measurement.metrics import GenerationMetrics, Summary
 from llmbench.measurement.results import (
+    EmbeddingPoint,
+    EmbeddingResult,
     EvalResult,
     GenerationResult,
     LoadStep,
@@ -26,7 +28,7 @@ from llmbench.measurement.results import (
 )
 
 Better = Literal["higher", "lower"] | None
-Source = RunResult | LoadStep
+Source = RunResult | LoadStep | EmbeddingPoint
 """What a metric is read from: a run's typed result, or one step of a load test."""
 Reader = Callable[[Source], Summary | float | None]
 
@@ -143,11 +145,29 @@ def _tokens_per_s(source: Source) -> float | None:
     return source.tokens_per_s if isinstance(source, PerplexityResult) else None
 
 
+def _embedding(name: str) -> Reader:
+    """A rate of an embedding run: one point's, or the run's best point's."""
+
+    def read(source: Source) -> float | None:
+        if isinstance(source, EmbeddingResult):
+            return source.best(name)
+        found = getattr(source, name, None) if isinstance(source, EmbeddingPoint) else None
+        return float(found) if isinstance(found, (int, float)) else None
+
+    return read
+
+
+def _batch_latency(source: Source) -> Summary | None:
+    return source.batch_latency_s if isinstance(source, EmbeddingPoint) else None
+
+
 # -- the metrics -----------------------------------------------------------------------------------
 
 TTFT = Metric("ttft_s", "time to first token", "TTFT", "ms", _summary("ttft_s", "ttft_s"), _MS, "lower", 1, True)
 PREFILL = Metric("prefill_tok_s", "prefill", "prefill", "tok/s", _summary("prefill_tok_s"), 1.0, "higher", 1, True)
 DECODE = Metric("decode_tok_s", "decode", "decode", "tok/s", _summary("decode_tok_s", "decode_tok_s"), 1.0, "higher", 1, True)  # fmt: skip
+ENCODE = Metric("encode_s", "encoder", "encoder", "ms", _summary("encode_s"), _MS, "lower", 2)
+"""A seq2seq model's encoder pass over the prompt (part of TTFT; ``Generation.stages["encode_s"]``)."""
 ITL = Metric("itl_s", "inter-token latency", "ITL", "ms", _summary("itl_s"), _MS, "lower", 2, True)
 ITL_GAPS = Metric("itl_gap_s", "inter-token gaps, pooled", "ITL", "ms", _summary("itl_gap_s", "itl_s"), _MS, "lower", 2)
 E2E = Metric("e2e_s", "end-to-end latency", "e2e", "ms", _summary("e2e_s", "e2e_s"), _MS, "lower", 1, True)
@@ -171,16 +191,40 @@ REQUEST_RATE = Metric("request_throughput", "request throughput", "req", "req/s"
 OUTPUT_RATE = Metric("output_tok_s", "output throughput", "output", "tok/s", _field(LoadStep, "output_tok_s"), better="higher", digits=1)  # fmt: skip
 OUTPUT_PEAK = Metric("output_tok_s_peak", "output throughput, best second", "peak", "tok/s", _field(LoadStep, "output_tok_s_peak"), better="higher", digits=1)  # fmt: skip
 GOODPUT = Metric("goodput_req_s", "goodput", "goodput", "req/s", _field(LoadStep, "goodput_req_s"), better="higher")
+DECODE_ROOFLINE = Metric("decode_roofline", "decode vs bandwidth bound", "decode roofline", "fraction", _summary("decode_roofline"), better="higher", digits=3)  # fmt: skip
+"""Decode tok/s over measured bandwidth / bytes a decode step reads (``llmbench.planning.roofline``)."""
+PREFILL_ROOFLINE = Metric("prefill_roofline", "prefill vs compute bound", "prefill roofline", "fraction", _summary("prefill_roofline"), better="higher", digits=3)  # fmt: skip
+"""Prefill tok/s over measured matmul FLOP/s / FLOPs per prompt token."""
+PEAK_VRAM_PROCESS = Metric("peak_vram_process_bytes", "peak VRAM of this process (NVML)", "VRAM process", "MiB", _memory(lambda m: m.peak_vram_process_bytes), _MIB, "lower", 1)  # fmt: skip
+PEAK_VRAM_DEVICE = Metric("peak_vram_device_bytes", "peak VRAM in use on the device, all processes (NVML)", "VRAM device", "MiB", _memory(lambda m: m.peak_vram_device_bytes), _MIB, "lower", 1)  # fmt: skip
+PEAK_VRAM_ALLOCATED = Metric("peak_vram_allocated_bytes", "peak VRAM allocated by torch", "VRAM allocated", "MiB", _memory(lambda m: m.peak_vram_allocated_bytes), _MIB, "lower", 1)  # fmt: skip
+PEAK_VRAM_RESERVED = Metric("peak_vram_reserved_bytes", "peak VRAM reserved by torch", "VRAM reserved", "MiB", _memory(lambda m: m.peak_vram_reserved_bytes), _MIB, "lower", 1)  # fmt: skip
+EMBED_TEXTS = Metric("texts_per_s", "texts embedded", "texts", "texts/s", _embedding("texts_per_s"), better="higher", digits=1)  # fmt: skip
+"""Texts per second of an embedding point; of a run, its best point."""
+EMBED_TOKENS = Metric("embed_tok_s", "tokens embedded", "embed", "tok/s", _embedding("tokens_per_s"), better="higher", digits=1)  # fmt: skip
+BATCH_LATENCY = Metric("batch_latency_s", "latency per batch", "batch", "ms", _batch_latency, _MS, "lower", 2)
+IMAGE_PREPROCESS = Metric("image_preprocess_s", "image preprocessing", "image prep", "ms", _summary("image_preprocess_s"), _MS, "lower", 2)  # fmt: skip
+"""A vision-language model's processor call on the images (part of TTFT; ``Generation.stages``)."""
+VISION_ENCODE = Metric("vision_encode_s", "vision encoder", "vision enc", "ms", _summary("vision_encode_s"), _MS, "lower", 2)  # fmt: skip
+"""The vision tower and projector over the images (part of TTFT; ``Generation.stages``)."""
+IMAGE_TOKENS = Metric("image_tokens", "image tokens", "image tokens", "tokens", _summary("image_tokens"), digits=0)
+"""Prompt positions the image features fill (``Generation.counts``)."""
 
 METRICS: tuple[Metric, ...] = (
-    TTFT, PREFILL, DECODE, ITL, ITL_GAPS, E2E, E2E_RATE, OUTPUT_TOKENS, QUEUE, SEND_LATENESS,
+    TTFT, PREFILL, DECODE, ITL, ITL_GAPS, E2E, E2E_RATE, OUTPUT_TOKENS, QUEUE, SEND_LATENESS, ENCODE,
     LOAD_TIME, PEAK_RSS, PEAK_VRAM, MODEL_SIZE, REPETITIONS, ACCURACY, EXAMPLES_RATE, PERPLEXITY, SCORING_RATE,
     REQUEST_RATE, OUTPUT_RATE, OUTPUT_PEAK, GOODPUT,
+    DECODE_ROOFLINE, PREFILL_ROOFLINE, PEAK_VRAM_PROCESS, PEAK_VRAM_DEVICE, PEAK_VRAM_ALLOCATED, PEAK_VRAM_RESERVED,
+    EMBED_TEXTS, EMBED_TOKENS, BATCH_LATENCY,
+    IMAGE_PREPROCESS, VISION_ENCODE, IMAGE_TOKENS,
 )  # fmt: skip
 """Every metric, once."""
 BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}
 
-GENERATION_SUMMARY: tuple[Metric, ...] = (TTFT, PREFILL, DECODE, ITL, ITL_GAPS, E2E, E2E_RATE, OUTPUT_TOKENS)
+GENERATION_SUMMARY: tuple[Metric, ...] = (
+    TTFT, ENCODE, PREFILL, DECODE, ITL, ITL_GAPS, E2E, E2E_RATE, OUTPUT_TOKENS, DECODE_ROOFLINE, PREFILL_ROOFLINE,
+    IMAGE_PREPROCESS, VISION_ENCODE, IMAGE_TOKENS,
+)  # fmt: skip
 """The distributions of a single run, in the order tables and the Excel Metrics sheet show them."""
 SPEED: tuple[Metric, ...] = tuple(metric for metric in METRICS if metric.per_repetition)
 """The per-repetition metrics ``compare`` tests between two runs."""
@@ -229,9 +273,15 @@ COLUMNS: tuple[Column, ...] = (
     column("ttft_p50_ms", TTFT, "p50"),
     column("ttft_p90_ms", TTFT, "p90"),
     column("ttft_p99_ms", TTFT, "p99"),
+    column("encode_ms", ENCODE, "mean"),
+    column("image_preprocess_ms", IMAGE_PREPROCESS, "mean"),
+    column("vision_encode_ms", VISION_ENCODE, "mean"),
+    column("image_tokens", IMAGE_TOKENS, label="image tokens"),
     column("prefill_tok_s", PREFILL, "mean"),
     column("decode_tok_s", DECODE, "mean"),
     column("decode_tok_s_std", DECODE, "std"),
+    column("decode_roofline", DECODE_ROOFLINE, label="decode roofline (fraction)"),
+    column("prefill_roofline", PREFILL_ROOFLINE, label="prefill roofline (fraction)"),
     column("itl_ms", ITL, "mean"),
     column("itl_p50_ms", ITL_GAPS, "p50"),
     column("itl_p99_ms", ITL_GAPS, "p99"),
@@ -241,9 +291,15 @@ COLUMNS: tuple[Column, ...] = (
     column("e2e_p99_ms", E2E, "p99"),
     column("peak_rss_mib", PEAK_RSS),
     column("peak_vram_mib", PEAK_VRAM),
+    column("peak_vram_process_mib", PEAK_VRAM_PROCESS),
+    column("peak_vram_device_mib", PEAK_VRAM_DEVICE),
+    column("peak_vram_allocated_mib", PEAK_VRAM_ALLOCATED),
+    column("peak_vram_reserved_mib", PEAK_VRAM_RESERVED),
     column("model_size_mib", MODEL_SIZE),
     column("accuracy", ACCURACY, label="accuracy"),
     column("perplexity", PERPLEXITY, label="perplexity"),
+    column("embed_texts_s", EMBED_TEXTS, label="embedded texts/s (best point)"),
+    column("embed_tok_s", EMBED_TOKENS, label="embedded tok/s (best point)"),
 )
 """The metric columns of a report's summary, one row per run (CSV headers keep these keys)."""
 

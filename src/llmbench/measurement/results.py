@@ -95,11 +95,16 @@ class MemoryUsage:
     peak_vram_allocated_bytes: int | None = None
     peak_vram_reserved_bytes: int | None = None
     peak_vram_nvml_bytes: int | None = None
+    """Older runs only: the largest used memory of any GPU (all processes). Newer runs store the two below."""
+    peak_vram_process_bytes: int | None = None
+    """This process's memory on the model's GPU (NVML per-process accounting; CUDA context included)."""
+    peak_vram_device_bytes: int | None = None
+    """The model's GPU's memory in use by every process (NVML)."""
 
     @property
     def peak_vram_bytes(self) -> int | None:
-        """The GPU memory the run's tensors held (torch's count), else the device's (NVML)."""
-        return self.peak_vram_allocated_bytes or self.peak_vram_nvml_bytes
+        """The GPU memory the run's tensors held (torch's count), else this process's (NVML), else an older run's figure."""
+        return self.peak_vram_allocated_bytes or self.peak_vram_process_bytes or self.peak_vram_nvml_bytes
 
     def to_json(self) -> dict[str, Any]:
         """Stored flat, beside the result's other keys (as every llmbench version stored it)."""
@@ -153,6 +158,38 @@ def generation_metrics_from_json(data: Mapping[str, Any], itl_gaps: Sequence[flo
 
 
 @dataclass(frozen=True)
+class Roofline:
+    """A generation run against its device's ceilings (see ``llmbench.planning.roofline``).
+
+    ``decode_fraction`` is the mean decode tok/s over ``decode_bound_tok_s`` (measured bandwidth /
+    bytes a decode step reads); ``prefill_fraction`` the mean prefill tok/s over
+    ``prefill_bound_tok_s`` (measured matmul FLOP/s / FLOPs per prompt token).
+    """
+
+    device: str | None = None
+    decode_bytes_per_token: float | None = None
+    """Weights executed (at their stored size) + the KV cache read at the mean decode context."""
+    prefill_flops_per_token: float | None = None
+    decode_bound_tok_s: float | None = None
+    prefill_bound_tok_s: float | None = None
+    decode_fraction: float | None = None
+    prefill_fraction: float | None = None
+    bandwidth_bytes_s: float | None = None
+    """The calibration's bandwidth the bound was computed from."""
+    matmul_flops: float | None = None
+    calibrated_at: str | None = None
+    weights: str | None = None
+    """How the weight bytes were counted, for people."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Roofline | None:
+        return cls(**_scalars(cls, data)) if isinstance(data, Mapping) else None
+
+
+@dataclass(frozen=True)
 class GenerationResult(_Measured):
     """A single-run benchmark (``llmbench run``): load, memory and per-metric summaries."""
 
@@ -166,6 +203,14 @@ class GenerationResult(_Measured):
     """Tokens the backend produced when that fell short of a forced length."""
     shortfall: str | None = None
     """Why the forced length was not reached (a server that ignores ``ignore_eos``), for people."""
+    roofline: Roofline | None = None
+    """How close decode and prefill came to the device's measured ceilings (None: not computed, older runs)."""
+    sm_clock_mhz_before: int | None = None
+    """The GPU's SM clock (NVML) just before the timed repetitions; None on the CPU."""
+    sm_clock_mhz_after: int | None = None
+    mem_clock_mhz_before: int | None = None
+    """The GPU's memory clock (NVML) just before the timed repetitions; None on the CPU."""
+    mem_clock_mhz_after: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -178,6 +223,11 @@ class GenerationResult(_Measured):
             "sample_text": self.sample_text,
             "produced_tokens": self.produced_tokens,
             "shortfall": self.shortfall,
+            "roofline": None if self.roofline is None else self.roofline.to_json(),
+            "sm_clock_mhz_before": self.sm_clock_mhz_before,
+            "sm_clock_mhz_after": self.sm_clock_mhz_after,
+            "mem_clock_mhz_before": self.mem_clock_mhz_before,
+            "mem_clock_mhz_after": self.mem_clock_mhz_after,
         }
 
     @classmethod
@@ -188,6 +238,7 @@ class GenerationResult(_Measured):
             **_scalars(cls, data),
             memory=MemoryUsage.from_json(data),
             summary={k: v for k, v in summaries.items() if v is not None},
+            roofline=Roofline.from_json(data.get("roofline")),
             extra=_extra(data, _own(cls)),
         )
 
@@ -450,6 +501,11 @@ class LoadResult(_Measured):
     """
 
     steps: Sequence[LoadStep] = ()
+    batching: str | None = None
+    """How a model in this process served the requests: ``continuous`` (decoded together, up to
+    ``slots`` at a time) or ``queue`` (one at a time); None for a server."""
+    slots: int | None = None
+    """Requests a ``continuous`` engine decoded together at most."""
 
     @property
     def errors(self) -> dict[str, int]:
@@ -464,6 +520,8 @@ class LoadResult(_Measured):
         return {
             **self.extra,
             "steps": [step.to_json() for step in self.steps],
+            **({"batching": self.batching} if self.batching is not None else {}),
+            **({"slots": self.slots} if self.slots is not None else {}),
             "load_s": self.load_s,
             **self.memory.to_json(),
         }
@@ -474,19 +532,112 @@ class LoadResult(_Measured):
         steps = tuple(LoadStep.from_json(s) for s in raw if isinstance(s, Mapping)) if isinstance(raw, list) else ()
         return cls(
             steps=steps,
+            batching=_str(data.get("batching")),
+            slots=_int(data.get("slots")),
             load_s=_float(data.get("load_s")),
             memory=MemoryUsage.from_json(data),
             extra=_extra(data, _own(cls)),
         )
 
 
-RunResult: TypeAlias = GenerationResult | EvalResult | PerplexityResult | LoadResult
+# -- embeddings ------------------------------------------------------------------------------------
 
-RESULT_TYPES: dict[str, type[GenerationResult] | type[EvalResult] | type[PerplexityResult] | type[LoadResult]] = {
+
+@dataclass(frozen=True)
+class EmbeddingPoint:
+    """One (batch size, text length) point of an embedding run: its timed batches."""
+
+    batch_size: int
+    seq_len: int
+    """Tokens per text asked for (special tokens included)."""
+    tokens_per_text: float | None = None
+    """Tokens per text the model saw (mean over the batch, as tokenized)."""
+    batches: int = 0
+    """Timed batches (warm-ups excluded)."""
+    seconds: float | None = None
+    """Time of the timed batches, tokenization included (as ``SentenceTransformer.encode`` spends it)."""
+    texts_per_s: float | None = None
+    tokens_per_s: float | None = None
+    batch_latency_s: Summary | None = None
+    latencies_s: Sequence[float] = ()
+    """Each timed batch's latency (``compare`` tests them)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """``batch 8 × 128 tok``."""
+        return f"batch {self.batch_size} × {self.seq_len} tok"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            **{f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("extra", "batch_latency_s")},
+            "batch_latency_s": _summary_json(self.batch_latency_s),
+            "latencies_s": list(self.latencies_s),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EmbeddingPoint:
+        raw = data.get("latencies_s")
+        latencies = tuple(v for v in (_float(x) for x in raw) if v is not None) if isinstance(raw, list) else ()
+        return cls(
+            **_scalars(cls, data),
+            batch_size=_int(data.get("batch_size")) or 0,
+            seq_len=_int(data.get("seq_len")) or 0,
+            batches=_int(data.get("batches")) or 0,
+            latencies_s=latencies,
+            extra=_extra(data, {f.name for f in fields(cls)}),
+        )
+
+
+@dataclass(frozen=True)
+class EmbeddingResult(_Measured):
+    """An embedding run (``llmbench embed``): texts/s, tokens/s and batch latency per point."""
+
+    points: Sequence[EmbeddingPoint] = ()
+    dimension: int | None = None
+    """Length of each vector."""
+    pooling: str | None = None
+    """The pooling read from the model folder (``mean, normalized``)."""
+    max_seq_length: int | None = None
+
+    def best(self, name: str) -> float | None:
+        """The highest of a per-point rate (``texts_per_s``, ``tokens_per_s``) over the points."""
+        values = [v for v in (getattr(point, name) for point in self.points) if v is not None and math.isfinite(v)]
+        return max(values) if values else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.extra,
+            "points": [point.to_json() for point in self.points],
+            "dimension": self.dimension,
+            "pooling": self.pooling,
+            "max_seq_length": self.max_seq_length,
+            "load_s": self.load_s,
+            **self.memory.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EmbeddingResult:
+        raw = data.get("points")
+        points = (
+            tuple(EmbeddingPoint.from_json(p) for p in raw if isinstance(p, Mapping)) if isinstance(raw, list) else ()
+        )
+        return cls(
+            **_scalars(cls, data), points=points, memory=MemoryUsage.from_json(data), extra=_extra(data, _own(cls))
+        )
+
+
+RunResult: TypeAlias = GenerationResult | EvalResult | PerplexityResult | LoadResult | EmbeddingResult
+
+RESULT_TYPES: dict[
+    str, type[GenerationResult] | type[EvalResult] | type[PerplexityResult] | type[LoadResult] | type[EmbeddingResult]
+] = {
     "generate": GenerationResult,
     "eval": EvalResult,
     "perplexity": PerplexityResult,
     "load": LoadResult,
+    "embed": EmbeddingResult,
 }
 """The result class of each run kind."""
 

@@ -13,12 +13,12 @@ from llmbench.models._inspect import cell as inspect_cell
 from llmbench.models._params import ParameterCount, count_parameters
 from llmbench.models._resolve import DEFAULT_MODEL_NAME, ModelRef, default_model_path, resolve_model
 from llmbench.models._runtimes import import_llama_cpp, import_transformers, quiet_stderr
-from llmbench.models._spec import ModelSpec, read_spec
+from llmbench.models._spec import ModelSpec, Seq2SeqSpec, adapter_base, read_spec
 from llmbench.models._tokens import LocalTokenizer, TokenStats, load_tokenizer, token_stats, tokenizer_for
 
 __all__ = [
-    "FAMILIES",
     "DEFAULT_MODEL_NAME",
+    "FAMILIES",
     "INSPECT_FIELDS",
     "GGUFHeader",
     "Inspection",
@@ -27,7 +27,9 @@ __all__ = [
     "ModelRef",
     "ModelSpec",
     "ParameterCount",
+    "Seq2SeqSpec",
     "TokenStats",
+    "adapter_base",
     "count_parameters",
     "default_model_path",
     "import_llama_cpp",

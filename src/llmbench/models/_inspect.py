@@ -13,6 +13,7 @@ from llmbench.models._spec import ModelSpec, read_spec
 
 FIELDS: tuple[tuple[str, str], ...] = (
     ("source", "format"),
+    ("family", "family"),
     ("architecture", "architecture"),
     ("model_type", "model type"),
     ("hidden_size", "hidden size"),
@@ -22,6 +23,9 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("num_kv_heads", "KV heads"),
     ("gqa_ratio", "GQA ratio (heads / KV heads)"),
     ("head_dim", "head dim"),
+    ("encoder_layers", "encoder layers (seq2seq)"),
+    ("decoder_layers", "decoder layers (seq2seq)"),
+    ("decoder_heads", "decoder attention heads (seq2seq)"),
     ("vocab_size", "vocabulary"),
     ("max_context", "max context"),
     ("rope_scaling", "RoPE scaling"),
@@ -29,6 +33,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("dtype", "dtype"),
     ("activation", "activation"),
     ("quantization", "quantization"),
+    ("quantization_scheme", "quantization scheme"),
     ("license", "licence"),
     ("transformers_version", "transformers version"),
 )

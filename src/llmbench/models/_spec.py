@@ -35,7 +35,15 @@ _SIZE_FIELDS = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "
 # Normalised field -> keys that hold it in configs of various families (first present wins).
 _ALIASES: dict[str, tuple[str, ...]] = {
     "hidden_size": ("hidden_size", "n_embd", "d_model", "dim", "model_dim"),
-    "intermediate_size": ("intermediate_size", "n_inner", "d_ff", "ffn_dim", "ffn_hidden_size", "hidden_dim"),
+    "intermediate_size": (
+        "intermediate_size",
+        "n_inner",
+        "d_ff",
+        "ffn_dim",
+        "ffn_hidden_size",
+        "hidden_dim",
+        "encoder_ffn_dim",
+    ),
     "num_layers": ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "num_decoder_layers"),
     "num_heads": ("num_attention_heads", "n_head", "num_heads", "n_heads"),
     "num_kv_heads": ("num_key_value_heads", "n_kv_heads", "num_kv_heads", "multi_query_group_num"),
@@ -45,6 +53,9 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "activation": ("hidden_act", "activation_function", "hidden_activation", "dense_act_fn", "feed_forward_proj"),
 }
 _KNOWN_KEYS = {key for keys in _ALIASES.values() for key in keys} | {
+    "num_decoder_layers", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
+    "is_encoder_decoder",
+} | {
     "architectures", "model_type", "rope_scaling", "rope_parameters", "tie_word_embeddings", "torch_dtype", "dtype",
     "quantization_config", "transformers_version", "license", "rope_theta",
 }  # fmt: skip
@@ -75,6 +86,24 @@ class AdapterSpec:
 
 
 @dataclass(frozen=True)
+class Seq2SeqSpec:
+    """The two stacks of an encoder-decoder model (T5, Flan-T5, BART), as the memory plan needs them.
+
+    T5 names them ``num_layers`` / ``num_decoder_layers`` (absent: as many as the encoder),
+    ``num_heads`` and ``d_kv`` (a head's width, not always ``d_model / num_heads``); BART, mBART,
+    Marian and Pegasus ``encoder_layers`` / ``decoder_layers``, ``encoder_attention_heads`` /
+    ``decoder_attention_heads`` and ``d_model`` (a head: ``d_model / heads``).
+    """
+
+    encoder_layers: int
+    decoder_layers: int
+    encoder_heads: int
+    decoder_heads: int
+    decoder_head_dim: int
+    """The width of a decoder head: its self-attention and cross-attention K and V are this wide."""
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One model's architecture in normalised fields; ``None`` where the source does not say."""
 
@@ -102,6 +131,10 @@ class ModelSpec:
     adapter: AdapterSpec | None = None
     base: ModelSpec | None = None
     """For an adapter: the spec of its base model when that is available locally."""
+    family: str = "causal"
+    """:func:`llmbench.models.model_family`: ``causal``, ``seq2seq``, ``embedding`` or ``vision``."""
+    seq2seq: Seq2SeqSpec | None = None
+    """Both stacks of an encoder-decoder model (``num_layers`` and ``num_heads`` are its encoder's)."""
     raw_config: dict[str, Any] = field(default_factory=dict, repr=False)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -110,6 +143,24 @@ class ModelSpec:
         if self.num_heads and self.num_kv_heads:
             return self.num_heads / self.num_kv_heads
         return None
+
+    @property
+    def encoder_layers(self) -> int | None:
+        return self.seq2seq.encoder_layers if self.seq2seq is not None else None
+
+    @property
+    def decoder_layers(self) -> int | None:
+        return self.seq2seq.decoder_layers if self.seq2seq is not None else None
+
+    @property
+    def decoder_heads(self) -> int | None:
+        return self.seq2seq.decoder_heads if self.seq2seq is not None else None
+
+    @property
+    def quantization_scheme(self) -> str | None:
+        """The stored quantization in words: ``GPTQ 4-bit, group size 128``, a GGUF type, ``bitsandbytes
+        4-bit``; None for an unquantized model."""
+        return quantization_scheme(self.quantization)
 
 
 def read_spec(model: ModelRef) -> ModelSpec:
@@ -251,7 +302,43 @@ def _hf_spec(model: ModelRef) -> ModelSpec:
         raw_config=raw,
         extra={k: v for k, v in raw.items() if k not in _KNOWN_KEYS},
         **fields,
+        **_family_fields(model, raw),
     )
+
+
+def _family_fields(model: ModelRef, raw: dict[str, Any]) -> dict[str, Any]:
+    """``family`` and, for an encoder-decoder model, ``seq2seq`` (its stacks, checked like every size)."""
+    from llmbench.models._family import model_family
+
+    family = model_family(model)
+    if family != "seq2seq":
+        return {"family": family}
+    where, fix = model.folder / "config.json", "repair or re-download config.json"
+
+    def size(*keys: str, default: int | None = None) -> int | None:
+        key, value = _first(raw, keys)
+        found = _size(value, key, where, fix, MAX_LAYERS if "layers" in key else MAX_SIZE)
+        return found if found is not None else default
+
+    if "encoder_layers" in raw or "decoder_layers" in raw:  # BART, mBART, Marian, Pegasus
+        decoder_heads = size("decoder_attention_heads", "num_attention_heads")
+        hidden = size("d_model", "hidden_size")
+        stacks = (
+            size("encoder_layers"),
+            size("decoder_layers"),
+            size("encoder_attention_heads", "num_attention_heads"),
+            decoder_heads,
+            hidden // decoder_heads if hidden and decoder_heads else None,
+        )
+    else:  # T5, Flan-T5, mT5, UMT5
+        encoder_layers = size("num_layers", "num_hidden_layers")
+        heads = size("num_heads", "num_attention_heads")
+        hidden = size("d_model", "hidden_size")
+        head_dim = size("d_kv", default=hidden // heads if hidden and heads else None)
+        stacks = (encoder_layers, size("num_decoder_layers", default=encoder_layers), heads, heads, head_dim)
+    if any(value is None for value in stacks):
+        return {"family": family}
+    return {"family": family, "seq2seq": Seq2SeqSpec(*(int(value or 0) for value in stacks))}
 
 
 def _text(value: Any) -> str | None:
@@ -414,3 +501,52 @@ def _resolve_base(name: str | None, adapter_folder: Path) -> ModelRef | None:
         except LLMBenchError:
             continue
     return None
+
+
+def adapter_base(adapter: ModelRef, base: str | None = None) -> ModelRef:
+    """The model an adapter folder applies to: ``base`` when given (``--base``), else the local
+    model its ``adapter_config.json`` names; not found locally is an error that says how to pass it."""
+    from llmbench.models._resolve import resolve_model
+
+    if base is not None:
+        return resolve_model(base)
+    path = adapter.folder / "adapter_config.json"
+    raw = read_json_object(path, "repair the adapter's adapter_config.json")
+    _check_adapter(raw, path)
+    name = raw.get("base_model_name_or_path")
+    found = _resolve_base(name if isinstance(name, str) else None, adapter.folder)
+    if found is None:
+        named = f"its base model {name!r} is not available locally" if name else "it names no base model"
+        raise InvalidModelError(
+            f"cannot run adapter {adapter.name}: {named}", "pass the base model with --base PATH (or -o base=PATH)"
+        )
+    if found.format not in ("hf", "gguf"):
+        raise InvalidModelError(
+            f"the base of adapter {adapter.name} is {found.location}, which is not a model folder or a GGUF file",
+            "pass the base model with --base PATH",
+        )
+    return found
+
+
+def quantization_scheme(config: Any) -> str | None:
+    """A ``quantization_config`` (or a GGUF's file type) in words, for ``inspect``."""
+    if not isinstance(config, dict):
+        return None
+    if "gguf_file_type" in config:
+        return _text(config["gguf_file_type"])
+    method = str(config.get("quant_method") or "").lower()
+    if not method:
+        return None
+    if method == "bitsandbytes":
+        bits = 4 if config.get("load_in_4bit") else 8 if config.get("load_in_8bit") else None
+        kind = f" ({config.get('bnb_4bit_quant_type')})" if bits == 4 and config.get("bnb_4bit_quant_type") else ""
+        return f"bitsandbytes {bits}-bit{kind}" if bits else "bitsandbytes"
+    parts = [method.upper()]
+    bits = config.get("bits", config.get("w_bit"))
+    if isinstance(bits, int) and not isinstance(bits, bool):
+        parts.append(f"{bits}-bit")
+    group = config.get("group_size", config.get("q_group_size"))
+    text = " ".join(parts)
+    if isinstance(group, int) and not isinstance(group, bool):
+        text += ", per channel" if group == -1 else f", group size {group}"
+    return text

@@ -15,6 +15,9 @@ class Measured:
     run_id: str
     peak_bytes: int
     created_at: str
+    what: str = "peak RSS"
+    """The measured figure the estimate is compared with: ``peak RSS`` (CPU), ``torch allocated peak``
+    (a GPU run on torch), ``NVML process peak`` (a GPU run without torch, llama.cpp offloaded)."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,12 @@ class PlanResult:
             "notes": list(plan.notes),
             "measured": None
             if self.measured is None
-            else {"run_id": self.measured.run_id, "peak_bytes": self.measured.peak_bytes, "error": self.error},
+            else {
+                "run_id": self.measured.run_id,
+                "peak_bytes": self.measured.peak_bytes,
+                "what": self.measured.what,
+                "error": self.error,
+            },
         }
 
 
@@ -78,9 +86,9 @@ def plan_for(
     spec = read_spec(ref)
     params = count_parameters(spec)
     backend = backend or planned_backend(ref)
-    measured_run = _matching_run(str(ref.path), backend, dtype, context, prompt) if device == "cpu" else None
+    measured_run = _matching_run(str(ref.path), backend, dtype, context, prompt, device)
     baseline = baseline_source = None
-    if measured_run is not None:
+    if measured_run is not None and device == "cpu":
         baseline = measured_run.memory.rss_before_load_bytes
         baseline_source = f"measured in run {measured_run.run_id}"
     request = PlanRequest(
@@ -97,9 +105,24 @@ def plan_for(
     )
     plan = plan_memory(spec, params, request, baseline_source)
     measured = None
-    if measured_run is not None and measured_run.memory.peak_rss_bytes:
-        measured = Measured(measured_run.run_id, measured_run.memory.peak_rss_bytes, measured_run.created_at)
+    if measured_run is not None:
+        figure = _measured_figure(measured_run.memory, device)
+        if figure is not None:
+            measured = Measured(measured_run.run_id, figure[1], measured_run.created_at, figure[0])
     return PlanResult(plan, measured)
+
+
+def _measured_figure(memory: MemoryUsage, device: str) -> tuple[str, int] | None:
+    """What a stored run measured that a plan for ``device`` estimates: the process's peak RSS on the
+    CPU; on a GPU torch's allocated peak (the plan, like it, leaves the CUDA context out), else
+    NVML's figure for the process (llama.cpp offloaded: no torch)."""
+    if device == "cpu":
+        return ("peak RSS", memory.peak_rss_bytes) if memory.peak_rss_bytes else None
+    if memory.peak_vram_allocated_bytes:
+        return "torch allocated peak", memory.peak_vram_allocated_bytes
+    if memory.peak_vram_process_bytes:
+        return "NVML process peak", memory.peak_vram_process_bytes
+    return None
 
 
 def planned_backend(model: ModelRef) -> str:
@@ -126,9 +149,10 @@ class _StoredRun:
 
 
 def _matching_run(
-    model_path: str, backend: str, dtype: str | None, context: int, prompt: int | None
+    model_path: str, backend: str, dtype: str | None, context: int, prompt: int | None, device: str = "cpu"
 ) -> _StoredRun | None:
-    """The newest successful stored run of this model, backend, dtype and KV context, if any."""
+    """The newest successful stored run of this model, backend, dtype and KV context on the kind of
+    device (a GPU run has GPU figures, a CPU run none), if any."""
     from llmbench.store import Store
 
     with Store() as store:
@@ -141,6 +165,9 @@ def _matching_run(
             if prompt is not None and config.get("prompt_length") != prompt:
                 continue
             result = record.result
-            if isinstance(result, GenerationResult) and result.memory.peak_rss_bytes:
+            if not isinstance(result, GenerationResult):
+                continue
+            on_gpu = bool(result.memory.peak_vram_allocated_bytes or result.memory.peak_vram_process_bytes)
+            if on_gpu == (device == "gpu") and _measured_figure(result.memory, device) is not None:
                 return _StoredRun(record.id, record.created_at, result.memory)
     return None

@@ -16,6 +16,9 @@ A plan is a sum of terms (bytes):
 ``kv_cache``
     ``2 x layers x kv_heads x head_dim x bytes(kv dtype) x tokens x batch``. llama.cpp commits the
     whole ``n_ctx`` at load (f16 by default); transformers' cache grows with the tokens held.
+``cross_kv``
+    Seq2seq models only (:func:`seq2seq_kv_terms`): the decoder's keys and values of the encoder
+    output, fixed at the encoder's length; their ``kv_cache`` is the decoder's self-attention.
 ``runtime``
     The backend's own buffers that do not scale with context: llama.cpp's vocabulary tables and
     output buffer (8 MiB + 300 bytes per vocabulary entry); transformers' tokenizer, torch's
@@ -45,7 +48,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from llmbench.errors import InvalidOptionError
-from llmbench.models import ModelSpec, ParameterCount
+from llmbench.models import ModelSpec, ParameterCount, Seq2SeqSpec
 
 MiB = 1 << 20
 PROCESS_BASELINE = {"llama.cpp": 60 * MiB, "transformers": 260 * MiB}
@@ -132,8 +135,40 @@ def _require(spec: ModelSpec, *names: str) -> None:
         )
 
 
+def checkpoint_weights(spec: ModelSpec, params: ParameterCount) -> tuple[int, str, str] | None:
+    """Weight bytes of a GPTQ or AWQ checkpoint (its config.json's ``quantization_config``), None
+    for any other model.
+
+    Linear weights are stored at ``bits`` each, plus per group of ``group_size`` weights one fp16
+    scale and one packed zero point (``bits``): ``bits / 8 + (2 + bits / 8) / group_size`` bytes
+    per weight (``group_size`` -1, one group per input row, is counted as the hidden size).
+    Embeddings, the output head and norms stay in 16 bits.
+    """
+    quantization = spec.quantization if isinstance(spec.quantization, dict) else {}
+    method = str(quantization.get("quant_method", "")).lower()
+    if method not in ("gptq", "awq"):
+        return None
+    bits = quantization.get("bits", quantization.get("w_bit", 4))
+    group = quantization.get("group_size", quantization.get("q_group_size", 128))
+    if not isinstance(bits, int) or isinstance(bits, bool) or not 1 <= bits <= 16:
+        raise InvalidOptionError(f"{spec.name}: quantization_config bits is {bits!r}", "repair config.json")
+    if not isinstance(group, int) or isinstance(group, bool) or group == 0 or group < -1:
+        raise InvalidOptionError(f"{spec.name}: quantization_config group_size is {group!r}", "repair config.json")
+    group_size = (spec.hidden_size or 1) if group == -1 else group
+    per_weight = bits / 8 + (2 + bits / 8) / group_size
+    linear, other = params.non_embedding, params.embedding
+    return (
+        int(linear * per_weight + other * 2),
+        f"{method}-{bits}bit",
+        f"{linear:,} linear weights x ({bits} bits + (16 + {bits}) bits / group of {group_size})"
+        f" + {other:,} embedding weights x 2 bytes",
+    )
+
+
 def _weights(spec: ModelSpec, params: ParameterCount, request: PlanRequest) -> tuple[int, str, str]:
     dtype = request.dtype
+    if dtype is None and (quantized := checkpoint_weights(spec, params)) is not None:
+        return quantized
     if dtype is None:
         if spec.source == "gguf" and request.backend == "llama.cpp":
             from llmbench.models import read_gguf_header
@@ -225,6 +260,8 @@ def plan_memory(
     )
     positions = tokens if request.purpose == "score" else request.batch
     terms.append(PlanTerm("logits", positions * vocab * 4, f"{positions:,} rows x {vocab:,} vocabulary x 4 B"))
+    if spec.seq2seq is not None:
+        terms = seq2seq_kv_terms(terms, spec.seq2seq, request, kv_size, kv_name)
     if request.device == "gpu":
         notes.append("GPU plan: the process term (host memory) is left out; CUDA context adds ~300-500 MiB")
     return MemoryPlan(spec.name, request, weights_format, tuple(terms), request.device_bytes, tuple(notes))
@@ -248,3 +285,41 @@ def _loader_transient(spec: ModelSpec, params: ParameterCount, weights_format: s
         file_bytes = int(params.total * DTYPE_BYTES[stored])
         return PlanTerm("loader", file_bytes, f"the {stored} safetensors read while converting to {weights_format}")
     return None
+
+
+def seq2seq_tokens(request: PlanRequest) -> tuple[int, int]:
+    """An encoder-decoder plan's (encoder tokens, decoder tokens): ``--prompt`` tokens go to the
+    encoder (default: half the context, at most 512) and the rest of ``--context`` is generated,
+    as a stored run's context is its prompt plus its new tokens."""
+    encoder = request.prompt if request.prompt is not None else min(request.context // 2, 512)
+    encoder = max(1, min(encoder, request.context))
+    return encoder, max(1, request.context - encoder)
+
+
+def seq2seq_kv_terms(
+    terms: list[PlanTerm], stacks: Seq2SeqSpec, request: PlanRequest, kv_size: float, kv_name: str
+) -> list[PlanTerm]:
+    """``terms`` with the decoder-only KV term replaced by an encoder-decoder's two caches.
+
+    ``kv_cache``: the decoder's self-attention, which grows with the generated tokens:
+    ``2 x decoder layers x heads x head dim x bytes x decoder tokens x batch``. ``cross_kv``: every
+    decoder layer's keys and values of the encoder output, computed once and fixed at the encoder's
+    length: ``decoder layers x 2 x heads x head dim x bytes x encoder tokens x batch``. The encoder
+    itself keeps no cache.
+    """
+    encoder, decoder = seq2seq_tokens(request)
+    layers, heads, head_dim, batch = stacks.decoder_layers, stacks.decoder_heads, stacks.decoder_head_dim, request.batch
+    per_token = 2 * layers * heads * head_dim * kv_size
+    shape = f"{layers} decoder layers x {heads} heads x {head_dim} head dim x {kv_size:g} bytes ({kv_name})"
+    self_kv = PlanTerm(
+        "kv_cache", int(per_token * decoder * batch), f"2 x {shape} x {decoder:,} decoder tokens x batch {batch}"
+    )
+    cross_kv = PlanTerm(
+        "cross_kv",
+        int(per_token * encoder * batch),
+        f"cross-attention: 2 x {shape} x {encoder:,} encoder tokens x batch {batch}",
+    )
+    replaced: list[PlanTerm] = []
+    for term in terms:
+        replaced += [self_kv, cross_kv] if term.name == "kv_cache" else [term]
+    return replaced

@@ -20,6 +20,8 @@ from llmbench.reports._rows import (
     Column,
     ReportRun,
     environment_row,
+    leaderboard_of,
+    leaderboard_table,
     rows,
     step_rows,
     used_columns,
@@ -39,6 +41,12 @@ def write_excel(runs: Sequence[ReportRun], path: Path) -> None:
     columns = used_columns(table)
     _fill(summary, [c.label for c in columns], [[r.get(c.key) for c in columns] for r in table], columns)
     _highlight(summary, columns, len(table))
+    board = leaderboard_of(runs)
+    if board is not None:
+        board_columns, board_rows = leaderboard_table(board)
+        sheet = book.create_sheet("Leaderboard")
+        _fill(sheet, [c.label for c in board_columns], [[r.get(c.key) for c in board_columns] for r in board_rows], board_columns)  # fmt: skip
+        _highlight(sheet, board_columns, len(board_rows))
     _metrics_sheet(book.create_sheet("Metrics"), runs)
     _repetitions_sheet(book.create_sheet("Repetitions"), runs)
     steps = step_rows(runs)

@@ -18,9 +18,19 @@ from typing import Any
 from llmbench.measurement import registry
 from llmbench.measurement.results import LoadResult
 from llmbench.reports._imports import import_plotly_io
-from llmbench.reports._rows import STEP_COLUMNS, Column, ReportRun, rows, step_rows, used_columns
+from llmbench.reports._rows import (
+    STEP_COLUMNS,
+    Column,
+    ReportRun,
+    leaderboard_of,
+    leaderboard_table,
+    rows,
+    step_rows,
+    used_columns,
+)
+from llmbench.selection import Leaderboard, Row
 
-_SUMMARY_KEYS = ("model", "backend", "settings", "status", "kind", "load_s", "ttft_ms", "ttft_p99_ms", "decode_tok_s", "itl_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
+_SUMMARY_KEYS = ("model", "backend", "settings", "status", "kind", "load_s", "ttft_ms", "ttft_p99_ms", "decode_tok_s", "decode_roofline", "prefill_roofline", "itl_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; font-size: 0.85rem; margin-bottom: 2rem; }
@@ -46,8 +56,19 @@ def write_html(runs: Sequence[ReportRun], path: Path, title: str = "llmbench rep
         ("Inter-token latency", _box(runs, "itl"), "Every gap between consecutive tokens, pooled over repetitions."),
         ("Memory against speed", _memory_scatter(runs), "Peak resident memory (VRAM when measured) against decode tok/s."),
         ("Load test", _load_curves(runs), "Latency against output throughput, one point per load step."),
-        ("Quality against speed", _quality_scatter(runs), "Accuracy of the newest evaluation of each model."),
     ]  # fmt: skip
+    board = leaderboard_of(runs)
+    if board is None:
+        figures.append(("Quality against speed", None, ""))
+    else:
+        for task in board.tasks:
+            for axis, what in (("decode", "speed"), ("memory", "memory")):
+                caption = (
+                    f"Accuracy on {task} (95% interval) of each configuration against its {AXIS_TITLES[axis]}; "
+                    "stars joined by a line: the Pareto front (no other configuration is at least as good on both). "
+                    "Hollow markers: memory estimated by the plan, not measured."
+                )
+                figures.append((f"Quality against {what}: {task}", _front_chart(board, task, axis), caption))
     parts = []
     first = True
     for heading, figure, caption in figures:
@@ -64,6 +85,7 @@ def write_html(runs: Sequence[ReportRun], path: Path, title: str = "llmbench rep
             f"<h1>{html.escape(title)}</h1>",
             f'<p class="note">{len(runs)} run(s), generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>',
             _summary_table(runs),
+            _leaderboard(runs),
             _steps_table(runs),
             *parts,
             _failures(runs),
@@ -80,7 +102,7 @@ def write_html(runs: Sequence[ReportRun], path: Path, title: str = "llmbench rep
 def _absent(heading: str) -> str:
     return {
         "Load test": "No load-test runs in this report (llmbench load).",
-        "Quality against speed": "No evaluation of these models in the store yet (llmbench eval).",
+        "Quality against speed": "No evaluation of these configurations in the store yet (llmbench eval, or tasks: in a sweep).",
     }.get(heading, "No measured runs to plot.")
 
 
@@ -180,25 +202,93 @@ def _load_curves(runs: Sequence[ReportRun]) -> Any:
     return figure
 
 
-def _quality_scatter(runs: Sequence[ReportRun]) -> Any:
+AXIS_TITLES = {"decode": "decode tokens/s", "memory": "peak memory (MiB)"}
+
+
+def _axis_value(row: Row, axis: str) -> float | None:
+    value = row.axis(axis)
+    return value / 2**20 if axis == "memory" and value is not None else value
+
+
+def _front_chart(board: Leaderboard, task: str, axis: str) -> Any:
+    """Accuracy against one cost axis, the front's points as stars joined by a line; hover names each."""
     import plotly.graph_objects as go
 
-    points = [(row, run) for row, run in zip(rows(runs), runs, strict=True) if row.get("accuracy") is not None]
-    points = [(row, run) for row, run in points if row.get("decode_tok_s") is not None]
+    points = [
+        (row, value)
+        for row in board.rows
+        if row.accuracy(task) is not None and (value := _axis_value(row, axis)) is not None
+    ]
     if not points:
         return None
-    figure = go.Figure(
-        go.Scatter(
-            mode="markers",
-            marker={"size": 12},
-            x=[row["decode_tok_s"] for row, _ in points],
-            y=[row["accuracy"] for row, _ in points],
-            text=[_label(run.name) for _, run in points],
-            hovertemplate="%{text}<br>%{x:.1f} tok/s, accuracy %{y:.3f}<extra></extra>",
+    figure = go.Figure()
+    front = sorted(((row, value) for row, value in points if axis in row.front.get(task, ())), key=lambda p: p[1])
+    others = [(row, value) for row, value in points if axis not in row.front.get(task, ())]
+    styles: list[tuple[str, list[tuple[Row, float]], dict[str, Any], str]] = [
+        ("other configurations", others, {"size": 11, "color": "#8a8a8a", "symbol": "circle"}, "markers"),
+        ("Pareto front", front, {"size": 17, "color": "#d62728", "symbol": "star"}, "lines+markers"),
+    ]
+    for name, chosen, marker, mode in styles:
+        if not chosen:
+            continue
+        symbols = [
+            str(marker["symbol"])
+            + ("-open" if axis == "memory" and row.memory is not None and row.memory.estimated else "")
+            for row, _ in chosen
+        ]
+        figure.add_scatter(
+            name=name,
+            mode=mode,
+            marker={**marker, "symbol": symbols},
+            line={"color": "#d62728", "dash": "dot"},
+            x=[value for _, value in chosen],
+            y=[row.accuracy(task) for row, _ in chosen],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [_spread(row, task, high=True) for row, _ in chosen],
+                "arrayminus": [_spread(row, task, high=False) for row, _ in chosen],
+            },
+            text=[_hover(row, task, axis) for row, _ in chosen],
+            hovertemplate="%{text}<extra></extra>",
         )
-    )
-    figure.update_layout(xaxis_title="decode tokens/s", yaxis_title="accuracy")
+    figure.update_layout(xaxis_title=AXIS_TITLES[axis], yaxis_title=f"accuracy on {_label(task)}")
     return figure
+
+
+def _spread(row: Row, task: str, high: bool) -> float:
+    score = row.scores[task]
+    bound = score.ci95_high if high else score.ci95_low
+    return abs(bound - score.accuracy) if bound is not None else 0.0
+
+
+def _hover(row: Row, task: str, axis: str) -> str:
+    score = row.scores[task]
+    value = _axis_value(row, axis)
+    shown = f"{value:,.1f} tok/s" if axis == "decode" else f"{value:,.0f} MiB" if value is not None else "-"
+    if axis == "memory" and row.memory is not None and row.memory.estimated:
+        shown += " (estimated by the plan)"
+    tied = f"<br>tied with {len(score.tied_with)} other(s)" if score.tied_with else ""
+    return (
+        f"{_label(row.name)}<br>accuracy {score.accuracy:.3f} [{score.ci95_low or 0:.3f}, {score.ci95_high or 0:.3f}]"
+        f" n={score.count}<br>{shown}{tied}"
+    )
+
+
+def _leaderboard(runs: Sequence[ReportRun]) -> str:
+    board = leaderboard_of(runs)
+    if board is None:
+        return ""
+    from llmbench.reports._text import LEADERBOARD_NOTE
+
+    columns, table = leaderboard_table(board, brief=True)
+    front_rows = [index for index, row in enumerate(board.rows) if any(row.front.values())]
+    body = _table(table, columns).replace("<tr>", '<tr class="row">')
+    return (
+        '<h2>Leaderboard</h2><div id="leaderboard" data-front-rows="'
+        + ",".join(str(i) for i in front_rows)
+        + f'">{body}</div><p class="note">{html.escape(LEADERBOARD_NOTE)}</p>'
+    )
 
 
 def _summary_table(runs: Sequence[ReportRun]) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 from llmbench.measurement import registry
 from llmbench.measurement.registry import Column as Column
-from llmbench.measurement.results import EvalResult, LoadResult, LoadStep, error_counts
+from llmbench.measurement.results import LoadResult, LoadStep, error_counts
+from llmbench.selection import Leaderboard, columns_for, configuration_of, flat_rows, leaderboard_from_store
 from llmbench.store import Repetition, RunRecord, Store
 
 _DESCRIBE = (
@@ -52,11 +53,17 @@ STEP_COLUMNS: tuple[Column, ...] = (
 
 @dataclass
 class ReportRun:
-    """A stored run with its repetitions and, when the store has one, its model's accuracy."""
+    """A stored run with its repetitions and, when the store has one, its configuration's accuracy.
+
+    ``accuracy`` comes from an evaluation of exactly the run's configuration (model, backend and
+    settings: :mod:`llmbench.selection`) on the report's headline task (the task most of its
+    configurations were evaluated on); ``leaderboard`` is the report's leaderboard, shared by its runs.
+    """
 
     record: RunRecord
     repetitions: list[Repetition] = field(default_factory=list)
     accuracy: float | None = None
+    leaderboard: Leaderboard | None = None
 
     @property
     def label(self) -> str:
@@ -88,25 +95,33 @@ def load_runs(store: Store, sweep_ids: Sequence[str] = (), run_ids: Sequence[str
         records[record.id] = record
     if not records:
         raise LLMBenchError("no runs selected", "pass --sweep ID or --run ID (see: llmbench sweeps, llmbench runs)")
-    accuracy = _accuracies(store)
-    runs = [
-        ReportRun(record, store.repetitions(record.id), accuracy.get(record.model_path or record.model))
+    board = leaderboard_from_store(store, records=list(records.values()))
+    task = board.headline_task
+    return [
+        ReportRun(record, store.repetitions(record.id), _accuracy(board, record, task), board)
         for record in sorted(records.values(), key=lambda r: (r.created_at, r.id))
     ]
-    return runs
 
 
-def _accuracies(store: Store) -> dict[str, float]:
-    """The newest finished evaluation's accuracy per model (its first normalization)."""
-    found: dict[str, float] = {}
-    for record in store.runs(kind="eval"):
-        if record.status != "ok" or not isinstance(record.result, EvalResult):
-            continue
-        model = str(record.config.get("model_path") or record.model)
-        accuracy = registry.ACCURACY.value(record.result)
-        if model not in found and accuracy is not None:
-            found[model] = accuracy
-    return found
+def _accuracy(board: Leaderboard, record: RunRecord, task: str | None) -> float | None:
+    """The accuracy of an evaluation of exactly this run's configuration on ``task``, if any."""
+    row = board.row(configuration_of(record)) if task is not None else None
+    return row.accuracy(task) if row is not None and task is not None else None
+
+
+def leaderboard_of(runs: Sequence[ReportRun]) -> Leaderboard | None:
+    """The report's leaderboard when its configurations were evaluated on some task (else None)."""
+    board = next((run.leaderboard for run in runs if run.leaderboard is not None), None)
+    return board if board is not None and board.tasks and board.rows else None
+
+
+def leaderboard_table(board: Leaderboard, brief: bool = False) -> tuple[list[Column], list[dict[str, Any]]]:
+    """The leaderboard's used columns and flat rows; ``brief`` leaves out the long tie lists."""
+    table = flat_rows(board)
+    columns = used_columns(table, columns_for(board))
+    if brief:
+        columns = [c for c in columns if not c.key.startswith(("tied:", "cost_per_correct:"))]
+    return columns, table
 
 
 def row(run: ReportRun) -> dict[str, Any]:

@@ -10,17 +10,35 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.reports._escape import csv_field, markdown_text
-from llmbench.reports._rows import STEP_COLUMNS, Column, ReportRun, rows, step_rows, used_columns
+from llmbench.reports._rows import (
+    STEP_COLUMNS,
+    Column,
+    ReportRun,
+    leaderboard_of,
+    leaderboard_table,
+    rows,
+    step_rows,
+    used_columns,
+)
+from llmbench.selection import as_json
 from llmbench.store import finite
 
 
 def write_csv(runs: Sequence[ReportRun], path: Path) -> None:
     """One row per run; header = column keys (units in the names: ``_ms``, ``_mib``, ``tok_s``).
 
-    Text that a spreadsheet would run as a formula is written with a leading ``'`` (OWASP).
+    Text that a spreadsheet would run as a formula is written with a leading ``'`` (OWASP). When the
+    runs' configurations were evaluated, the leaderboard goes beside it: ``NAME-leaderboard.csv``.
     """
     table = rows(runs)
-    columns = used_columns(table)
+    _write_csv(path, used_columns(table), table)
+    board = leaderboard_of(runs)
+    if board is not None:
+        columns, board_rows = leaderboard_table(board)
+        _write_csv(path.with_name(f"{path.stem}-leaderboard.csv"), columns, board_rows)
+
+
+def _write_csv(path: Path, columns: Sequence[Column], table: Sequence[dict[str, Any]]) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow([column.key for column in columns])
@@ -43,11 +61,18 @@ def write_json(runs: Sequence[ReportRun], path: Path) -> None:
             }
             for run, row in zip(runs, rows(runs), strict=True)
         ],
+        "leaderboard": as_json(board) if (board := leaderboard_of(runs)) is not None else None,
     }
     path.write_text(json.dumps(finite(document), indent=2, default=str), encoding="utf-8")
 
 
-_MARKDOWN_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "decode_tok_s", "itl_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
+LEADERBOARD_NOTE = (
+    "One row per configuration (model, backend, settings); accuracy only from an evaluation of exactly it, "
+    "with its 95% Wilson interval and count. Standing: best, or tied with best (paired McNemar, Holm). "
+    "On front of: the cost axes on whose Pareto front against accuracy the row lies. '-' is not measured."
+)
+
+_MARKDOWN_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "decode_tok_s", "decode_roofline", "prefill_roofline", "itl_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
 
 
 def write_markdown(runs: Sequence[ReportRun], path: Path) -> None:
@@ -56,6 +81,11 @@ def write_markdown(runs: Sequence[ReportRun], path: Path) -> None:
     used = {column.key: column for column in used_columns(table)}
     columns = [used[key] for key in _MARKDOWN_KEYS if key in used]
     lines = [f"# llmbench report ({len(table)} run(s))", "", *_markdown_table(table, columns)]
+    board = leaderboard_of(runs)
+    if board is not None:
+        board_columns, board_rows = leaderboard_table(board, brief=True)
+        lines += ["", "## Leaderboard", "", *_markdown_table(board_rows, board_columns)]
+        lines += ["", _escape(LEADERBOARD_NOTE)]
     steps = step_rows(runs)
     if steps:
         lines += ["", "## Load steps", "", *_markdown_table(steps, used_columns(steps, STEP_COLUMNS))]

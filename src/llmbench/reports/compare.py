@@ -9,7 +9,7 @@ from typing import Any
 from llmbench.errors import LLMBenchError
 from llmbench.measurement import registry
 from llmbench.measurement.registry import Better, Metric
-from llmbench.measurement.results import EvalResult
+from llmbench.measurement.results import EmbeddingResult, EvalResult
 from llmbench.reports._mannwhitney import mann_whitney_u
 from llmbench.store import RunRecord, Store
 from llmbench.tasks import mcnemar
@@ -58,6 +58,8 @@ def compare_runs(store: Store, run_a: str, run_b: str) -> tuple[RunRecord, RunRe
         raise LLMBenchError(f"run {a.id} is a {a.kind} run and {b.id} a {b.kind} run", "compare runs of one kind")
     if a.kind == "eval":
         return a, b, _compare_evals(store, a, b)
+    if a.kind == "embed":
+        return a, b, _compare_embeddings(a, b)
     return a, b, _compare_speed(a, b)
 
 
@@ -122,6 +124,33 @@ def _compare_speed(a: RunRecord, b: RunRecord) -> list[MetricComparison]:
                 metric.title, metric.scale, metric.better, metric.digits,
             )
         )  # fmt: skip
+    return rows
+
+
+def _compare_embeddings(a: RunRecord, b: RunRecord) -> list[MetricComparison]:
+    """Each (batch size, text length) point both embedding runs measured: its batch latencies, rank-tested."""
+    points_a = {(p.batch_size, p.seq_len): p for p in a.result.points} if isinstance(a.result, EmbeddingResult) else {}
+    points_b = {(p.batch_size, p.seq_len): p for p in b.result.points} if isinstance(b.result, EmbeddingResult) else {}
+    metric = registry.BATCH_LATENCY
+    rows = []
+    for key, point in points_a.items():
+        if key not in points_b:
+            continue
+        va, vb = list(point.latencies_s), list(points_b[key].latencies_s)
+        mean_a = statistics.fmean(va) if va else None
+        mean_b = statistics.fmean(vb) if vb else None
+        _, p = mann_whitney_u(va, vb) if va and vb else (None, None)
+        ratio = mean_b / mean_a if mean_a and mean_b is not None else None
+        rows.append(
+            MetricComparison(
+                f"{metric.key}[{key[0]}x{key[1]}]", mean_a, mean_b, ratio, p, "Mann-Whitney U", len(va), len(vb),
+                f"{metric.title}, {point.label}", metric.scale, metric.better, metric.digits,
+            )
+        )  # fmt: skip
+    if not rows:
+        raise LLMBenchError(
+            f"runs {a.id} and {b.id} share no embedding point", "compare runs of the same batch sizes and lengths"
+        )
     return rows
 
 

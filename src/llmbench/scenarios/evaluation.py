@@ -21,7 +21,7 @@ from llmbench.backends.base import Backend
 from llmbench.errors import InvalidModelError, InvalidOptionError
 from llmbench.harness import ModelSetup, Opened, Partial, Scenario, ScenarioConfig, environment, run_scenario
 from llmbench.measurement.results import Accuracy, EvalResult
-from llmbench.models import ModelRef
+from llmbench.models import ModelRef, model_family
 from llmbench.scoring import NORMALIZATIONS, UNCONDITIONAL_PROMPT, Normalization, build_request, normalize, softmax
 from llmbench.store import RunRecord, Store
 from llmbench.tasks import (
@@ -93,6 +93,11 @@ class Evaluation(Scenario):
         if not backend_cls.can_score:
             raise InvalidOptionError(
                 f"the {backend_cls.name} backend cannot score completions", "use llama.cpp or transformers"
+            )
+        if model.format == "hf" and model_family(model) == "seq2seq":
+            raise InvalidOptionError(
+                f"{model.name} is a seq2seq (encoder-decoder) model; llmbench scores causal models only",
+                f"measure its generation with: llmbench run {model.location} -b transformers",
             )
 
     def measure(self, opened: Opened, partial: Partial) -> EvalResult:

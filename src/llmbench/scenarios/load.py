@@ -3,6 +3,11 @@
 A local model is opened by the harness like every other scenario's (the same set-up options:
 ``--device``, ``--dtype``, ``--threads``, ``--n-ctx``, ``-o``) and served in-process; a server is
 reached through its wire API (``llmbench.serving`` targets over ``llmbench.transport``).
+
+In-process serving is batched where the backend can (llama.cpp: continuous batching, one KV
+sequence of ``n_ctx`` tokens per slot, as many slots as the largest concurrency), so throughput and
+TTFT by concurrency show how the model serves, not how a queue waits; other backends serve one
+request at a time behind a queue, and the stored result says which (``batching``).
 """
 
 from __future__ import annotations
@@ -13,10 +18,11 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from llmbench.backends import get_backend
+from llmbench.backends import can_batch, get_backend, open_batch_engine
 from llmbench.backends.base import Backend
 from llmbench.errors import InvalidOptionError, LLMBenchError, ServerError
 from llmbench.harness import ModelSetup, Opened, Partial, RecordSink, Scenario, ScenarioConfig, run_scenario
@@ -24,6 +30,7 @@ from llmbench.measurement.results import LoadResult, LoadStep
 from llmbench.models import ModelRef
 from llmbench.serving import (
     SLO,
+    BatchedTarget,
     Distribution,
     Endpoint,
     GeminiTarget,
@@ -43,6 +50,9 @@ from llmbench.serving import (
 from llmbench.store import RunRecord
 
 APIS = ("openai", "tgi", "hf", "gemini")
+BATCHING = ("auto", "continuous", "queue")
+_OPEN_LOOP_SLOTS = 4
+"""Slots of an in-process engine when rate or saturation steps set no concurrency."""
 _GC_YOUNG_THRESHOLD = 50_000
 _CONNECT_ERRORS = frozenset({"connect"})
 _DISTINCT_PROMPTS = 64
@@ -94,6 +104,11 @@ class LoadConfig(ScenarioConfig):
     """A step where more than this fraction of requests failed fails the run."""
     max_in_flight: int = 1024
     seed: int = 0
+    batching: Literal["auto", "continuous", "queue"] = "auto"
+    """A model in this process: ``continuous`` batching (llama.cpp), ``queue`` (one request at a
+    time), or ``auto`` (batched where the backend can, else queued)."""
+    slots: int | None = None
+    """Requests a batched in-process model decodes together (default: the largest concurrency)."""
 
     renamed: ClassVar[Mapping[str, str]] = {"max_tokens": "max_new_tokens"}
 
@@ -123,6 +138,10 @@ class LoadConfig(ScenarioConfig):
             raise InvalidOptionError(f"unknown API {self.api!r}", f"choose one of: {', '.join(APIS)}")
         if self.api == "gemini" and not self.model_name:
             raise InvalidOptionError("a Gemini load test needs the model name", "pass --model gemini-2.0-flash")
+        if self.batching not in BATCHING:
+            raise InvalidOptionError(f"unknown batching {self.batching!r}", f"choose one of: {', '.join(BATCHING)}")
+        if self.slots is not None and self.slots < 1:
+            raise InvalidOptionError(f"slots must be at least 1, got {self.slots}", "e.g. --slots 4")
         if self.arrival not in ("poisson", "gamma", "constant"):
             raise InvalidOptionError(f"unknown arrival process {self.arrival!r}", "choose poisson, gamma or constant")
 
@@ -134,6 +153,15 @@ class LoadConfig(ScenarioConfig):
     @property
     def target(self) -> str:
         return self.setup.model or ""
+
+    @property
+    def slot_count(self) -> int:
+        """Sequences a batched in-process model decodes together: ``slots``, else the largest
+        concurrency (at least 4 with rate or saturation steps)."""
+        if self.slots is not None:
+            return self.slots
+        open_loop = _OPEN_LOOP_SLOTS if self.rates or self.saturation_steps else 1
+        return max([*self.concurrency, open_loop])
 
     def slo(self) -> SLO:
         return SLO(self.slo_ttft_s, self.slo_itl_s, self.slo_e2e_s)
@@ -180,9 +208,11 @@ class LoadTest(Scenario):
         target = _target(config, opened)
         specs = _prepare(config, target)
         steps: list[LoadStep] = []
-        partial.result = LoadResult(steps=steps)
+        batching = getattr(target, "batching", None)
+        slots = config.slot_count if isinstance(target, BatchedTarget) else None
+        partial.result = LoadResult(steps=steps, batching=batching, slots=slots)
         asyncio.run(_all_steps(config, target, specs, steps, self.progress))
-        partial.result = LoadResult(steps=list(steps))
+        partial.result = LoadResult(steps=list(steps), batching=batching, slots=slots)
         _check_errors(config, steps)
         return partial.result
 
@@ -226,8 +256,7 @@ def _check_errors(config: LoadConfig, steps: Sequence[LoadStep]) -> None:
 
 def _target(config: LoadConfig, opened: Opened) -> Target:
     if not config.is_server:
-        backend = opened.loaded()
-        return InProcessTarget(backend, opened.model.name, force_new_tokens=not config.allow_eos)
+        return _in_process_target(config, opened)
     api_key = opened.setup.options.get("api_key") or api_key_from(config.api_key_env)
     if config.api == "gemini":
         return GeminiTarget(str(config.model_name), api_key, config.target or None)
@@ -246,6 +275,22 @@ def _target(config: LoadConfig, opened: Opened) -> Target:
         retries=config.retries,
         prompt_format=config.prompt_format,
     )
+
+
+def _in_process_target(config: LoadConfig, opened: Opened) -> Target:
+    """The loaded model behind a batch engine (``continuous``) or a queue (``queue``)."""
+    backend = opened.loaded()
+    force = not config.allow_eos
+    batched = config.batching != "queue" and can_batch(backend)
+    if config.batching == "continuous" and not batched:
+        raise InvalidOptionError(
+            f"the {backend.name} backend has no batched serving in this process",
+            "use --batching queue (requests one at a time), or a GGUF model on llama.cpp",
+        )
+    if not batched:
+        return InProcessTarget(backend, opened.model.name, force_new_tokens=force)
+    engine = partial(open_batch_engine, backend, config.slot_count, config.setup.n_ctx)
+    return BatchedTarget(backend, opened.model.name, engine, force_new_tokens=force)
 
 
 def _prepare(config: LoadConfig, target: Target) -> list[RequestSpec]:
@@ -321,7 +366,7 @@ def _prompt_file(path: str) -> list[str]:
 
 
 def _tokenizer(config: LoadConfig, target: Target) -> Any:
-    if isinstance(target, InProcessTarget):
+    if isinstance(target, (InProcessTarget, BatchedTarget)):
         return target.backend
     if config.tokenizer is None:
         return None
@@ -381,7 +426,10 @@ async def _saturation_rate(
     config: LoadConfig, target: Target, specs: Sequence[RequestSpec], progress: StepProgress | None
 ) -> LoadStep:
     """Closed loop at high concurrency: the request rate the target sustains when never idle."""
-    concurrency = min(max(config.max_in_flight, 1), 64) if isinstance(target, OpenAITarget) else 4
+    if isinstance(target, OpenAITarget):
+        concurrency = min(max(config.max_in_flight, 1), 64)
+    else:
+        concurrency = config.slot_count if isinstance(target, BatchedTarget) else 4
     run = await closed_loop(target, specs, concurrency, config.step_plan(), _reporter(progress, "saturation", None))
     return _step(config, run, "saturation", concurrency=concurrency)
 

@@ -20,7 +20,7 @@ from llmbench.backends.base import Backend
 from llmbench.errors import InvalidOptionError
 from llmbench.harness import ModelSetup, Opened, Partial, RecordSink, Scenario, ScenarioConfig, run_scenario
 from llmbench.measurement.results import PerplexityResult
-from llmbench.models import ModelRef
+from llmbench.models import ModelRef, model_family
 from llmbench.scoring import Continuation, ScoringRequest
 from llmbench.store import RunRecord
 
@@ -67,6 +67,11 @@ class Perplexity(Scenario):
         if not backend_cls.can_score:
             raise InvalidOptionError(
                 f"the {backend_cls.name} backend cannot score tokens", "use the llama.cpp or transformers backend"
+            )
+        if model.format == "hf" and model_family(model) == "seq2seq":
+            raise InvalidOptionError(
+                f"{model.name} is a seq2seq (encoder-decoder) model; llmbench scores causal models only",
+                f"measure its generation with: llmbench run {model.location} -b transformers",
             )
 
     def measure(self, opened: Opened, partial: Partial) -> PerplexityResult:

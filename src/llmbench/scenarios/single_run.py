@@ -24,8 +24,11 @@ from llmbench.harness import (
     run_scenario,
 )
 from llmbench.measurement.metrics import GenerationMetrics, generation_metrics, summarise
+from llmbench.measurement.nvml import Nvml, open_nvml, process_clocks
 from llmbench.measurement.prompts import DEFAULT_CHAT_PROMPT, synthetic_prompt_ids
 from llmbench.measurement.results import GenerationResult, MemoryUsage
+from llmbench.models import ModelRef, read_spec
+from llmbench.planning import DecodeWork, decode_work
 from llmbench.store import Repetition, RunRecord
 
 
@@ -43,6 +46,8 @@ class BenchmarkConfig(ScenarioConfig):
     """A text prompt instead of the synthetic one."""
     chat: bool = False
     """Send the prompt (or a default question) through the model's chat template."""
+    images: tuple[str, ...] = ()
+    """Image files sent with the prompt (a vision-language model run without any gets a synthetic one)."""
     warmup: int = 1
     repetitions: int = 5
     seed: int = 0
@@ -90,21 +95,38 @@ class SingleRun(Scenario):
     def __init__(self, config: BenchmarkConfig) -> None:
         self.settings = config
 
+    def check(self, backend_cls: type[Backend], model: ModelRef) -> None:
+        """An embedding model generates nothing: refused before it loads, naming the command that measures it."""
+        from llmbench.models import model_family
+
+        if model.format == "hf" and model_family(model) == "embedding":
+            raise InvalidOptionError(
+                f"{model.name} is an embedding model and does not generate text",
+                f"measure it with: llmbench embed {model.location}",
+            )
+        if self.settings.images:
+            _check_images(backend_cls, model)
+
     def measure(self, opened: Opened, partial: Partial) -> GenerationResult:
         backend, config = opened.loaded(), self.settings
         memory = MemoryUsage(rss_after_load_bytes=opened.tracker.current_rss())
         result = GenerationResult(load_s=opened.load_s, model_size_bytes=opened.model.size_bytes, memory=memory)
         partial.result = result
-        prompt_ids = _prompt_ids(backend, config)
+        images = _images(opened, config, partial)
+        prompt_ids = _prompt_ids(backend, config) if images is None else []
         partial.config["prompt_length"] = len(prompt_ids)
         generation_config = config.generation_config()
         total = config.warmup + config.repetitions
         measured: list[GenerationMetrics] = []
         produced: list[int] = []
         sample_text: str | None = None
+        partial.work = _decode_work(opened)
+        nvml = open_nvml()
         for index in range(total):
             warm = index < config.warmup
-            generation = backend.generate(prompt_ids, generation_config)
+            if index == config.warmup:
+                partial.result = result = _clocks(result, nvml, "before")
+            generation = _generate(backend, prompt_ids, generation_config, (images, config.prompt), partial)
             one = generation_metrics(generation)
             partial.repetitions.append(Repetition(index, warm, one, text=generation.text))
             _check_forced(config, generation, opened.model.format == "server")
@@ -114,6 +136,7 @@ class SingleRun(Scenario):
                 sample_text = sample_text or generation.text
                 partial.result = result = _summarised(result, measured, sample_text, produced, config)
             opened.progress("warmup" if warm else "measure", index + 1, total)
+        partial.result = result = _clocks(result, nvml, "after")
         return result
 
 
@@ -150,6 +173,77 @@ def _summarised(
         sample_text=sample_text,
         shortfall=shortfall,
     )
+
+
+def _decode_work(opened: Opened) -> DecodeWork | None:
+    """The model's cost per token on its device, for the roofline; None where it cannot be counted
+    (a server, a fake backend, a model spread over devices). Never fails the run."""
+    if opened.model.format == "server" or opened.backend is None:
+        return None
+    setup = opened.setup
+    try:
+        spec = read_spec(opened.model)
+        module = getattr(opened.backend, "hf_model", None)  # transformers' loaded model, when there is one
+        return decode_work(
+            opened.model, spec, opened.backend_cls.name, module, dtype=setup.dtype, device=setup.device,
+            options=dict(setup.options),
+        )  # fmt: skip
+    except (LLMBenchError, OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def _clocks(result: GenerationResult, nvml: Nvml | None, when: str) -> GenerationResult:
+    """The GPU's SM and memory clocks (NVML) just before or after the timed repetitions; unchanged on the CPU."""
+    clocks = process_clocks(nvml) if nvml is not None else None
+    if clocks is None:
+        return result
+    if when == "before":
+        return replace(result, sm_clock_mhz_before=clocks.sm_mhz, mem_clock_mhz_before=clocks.memory_mhz)
+    return replace(result, sm_clock_mhz_after=clocks.sm_mhz, mem_clock_mhz_after=clocks.memory_mhz)
+
+
+def _check_images(backend_cls: type[Backend], model: ModelRef) -> None:
+    """``--image`` needs a backend that takes images and, in a Hugging Face folder, a vision model."""
+    from llmbench.models import model_family
+
+    if not backend_cls.can_see:
+        raise InvalidOptionError(
+            f"the {backend_cls.name} backend cannot take images",
+            "use --backend transformers with a vision-language model, or llama.cpp with -o mmproj=PATH",
+        )
+    if model.format == "hf" and (family := model_family(model)) != "vision":
+        raise InvalidOptionError(
+            f"{model.name} is a {family} model and takes no images",
+            "drop --image, or run an image-text-to-text model (LLaVA, Idefics3, Qwen2-VL, BLIP-2)",
+        )
+
+
+def _images(opened: Opened, config: BenchmarkConfig, partial: Partial) -> list[Any] | None:
+    """The decoded images of a vision run (the ``--image`` files, or the synthetic test image for a
+    vision-language model run without any), named in the stored config; None for a text run."""
+    from llmbench.measurement.images import describe, load_images, synthetic_image
+    from llmbench.models import model_family
+
+    if not config.images and model_family(opened.model) != "vision":
+        return None
+    partial.config["images"] = describe(config.images)
+    return load_images(config.images) if config.images else [synthetic_image()]
+
+
+def _generate(
+    backend: Backend,
+    prompt_ids: list[int],
+    generation_config: GenerationConfig,
+    vision: tuple[list[Any] | None, str | None],
+    partial: Partial,
+) -> Generation:
+    """One generation: from the prompt ids, or (a vision run) from the images and the text prompt."""
+    images, prompt = vision
+    if images is None:
+        return backend.generate(prompt_ids, generation_config)
+    generation = backend.generate_with_images(prompt, images, generation_config)
+    partial.config["prompt_length"] = generation.prompt_tokens  # text and image tokens, as the model saw them
+    return generation
 
 
 def _prompt_ids(backend: Backend, config: BenchmarkConfig) -> list[int]:

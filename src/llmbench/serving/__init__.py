@@ -3,11 +3,14 @@
 Each step is a closed loop (fixed concurrency) or an open loop (request rate, Poisson or gamma
 arrivals); its metrics use the single-run definitions (``llmbench.measurement.metrics``). The
 load-test scenario that drives the steps and stores the run is ``llmbench.scenarios.load``;
+a model in this process is served batched (:class:`BatchedTarget`) or one request at a time
+(:class:`InProcessTarget`);
 request bodies, SSE parsing, auth and retries are ``llmbench.transport``'s.
 """
 
 from llmbench.measurement.metrics import chunk_token_times as token_times
 from llmbench.serving._arrivals import Distribution
+from llmbench.serving._batched import BatchedTarget
 from llmbench.serving._loops import StepPlan, StepRun, closed_loop, open_loop
 from llmbench.serving._metrics import SLO, step_metrics
 from llmbench.serving._records import RequestRecord, RequestSpec
@@ -24,6 +27,7 @@ from llmbench.serving._targets import (
 
 __all__ = [
     "SLO",
+    "BatchedTarget",
     "Distribution",
     "Endpoint",
     "GeminiTarget",

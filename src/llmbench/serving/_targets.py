@@ -338,8 +338,11 @@ class InProcessTarget:
     """A model loaded in this process, served one request at a time (requests queue, as at a server).
 
     Generation runs in one worker thread through the backend interface; each request's wait for
-    that thread is its queue time, reported apart from its latency.
+    that thread is its queue time, reported apart from its latency. For backends that cannot
+    decode several requests together (:class:`~llmbench.serving.BatchedTarget` serves those that can).
     """
+
+    batching = "queue"
 
     def __init__(self, backend: Any, label: str, force_new_tokens: bool = True) -> None:
         self.backend = backend

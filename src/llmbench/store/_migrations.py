@@ -256,3 +256,25 @@ def m005_claims(db: sqlite3.Connection) -> None:
         )
         """
     )
+
+
+@migration
+def m006_calibrations(db: sqlite3.Connection) -> None:
+    # A machine's measured ceilings (memory bandwidth, matmul throughput) per device, appended each
+    # time they are measured; a run uses the newest for its machine and device (the roofline).
+    db.execute(
+        """
+        CREATE TABLE calibrations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            machine_key TEXT NOT NULL,
+            device TEXT NOT NULL,
+            measured_at TEXT NOT NULL,
+            bandwidth_bytes_s REAL NOT NULL,
+            matmul_flops REAL NOT NULL,
+            dtype TEXT NOT NULL,
+            threads INTEGER,
+            method TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX calibrations_machine_device ON calibrations (machine_key, device, id)")

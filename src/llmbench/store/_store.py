@@ -19,6 +19,7 @@ from llmbench.paths import database_path
 from llmbench.store import _claims
 from llmbench.store._claims import ClaimState
 from llmbench.store._migrations import connect
+from llmbench.system.calibrate import Calibration
 
 
 def _json_default(value: object) -> object:
@@ -363,6 +364,34 @@ class Store:
             "SELECT key FROM runs WHERE sweep_id = ? AND status IN ('ok', 'failed')", (sweep_id,)
         ).fetchall()
         return {row["key"] for row in rows}
+
+    # -- calibrations: each machine's ceilings, per device -----------------------------------------
+
+    def save_calibration(self, machine_key: str, calibration: Calibration) -> None:
+        """Append ``calibration`` for ``machine_key`` (the newest is the one runs use)."""
+        with self.db:
+            self.db.execute(
+                "INSERT INTO calibrations (machine_key, device, measured_at, bandwidth_bytes_s, matmul_flops, dtype,"
+                " threads, method) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    machine_key,
+                    calibration.device,
+                    calibration.measured_at,
+                    calibration.bandwidth_bytes_s,
+                    calibration.matmul_flops,
+                    calibration.dtype,
+                    calibration.threads,
+                    calibration.method,
+                ),
+            )
+
+    def latest_calibration(self, machine_key: str, device: str) -> Calibration | None:
+        """The newest calibration of ``device`` on ``machine_key``, None when it was never measured."""
+        row = self.db.execute(
+            "SELECT * FROM calibrations WHERE machine_key = ? AND device = ? ORDER BY id DESC LIMIT 1",
+            (machine_key, device),
+        ).fetchone()
+        return None if row is None else Calibration.from_json(dict(row))
 
     # -- claims: each run of a sweep runs once, however many processes run the sweep --------------
 

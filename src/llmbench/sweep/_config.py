@@ -141,6 +141,38 @@ class ModelEntry(_Strict):
     settings: Settings = Field(default_factory=Settings)
 
 
+class TaskEntry(_Strict):
+    """A task every configuration of the sweep is evaluated on (``llmbench eval --task``)."""
+
+    task: str
+    """A JSONL file, a BIG-bench folder or ``task.json``, or ``hf:FOLDER``; relative to the sweep file."""
+    shots: NonNegativeInt = 0
+    normalization: str | Annotated[list[str], NonEmpty] | None = None
+    """One normalization or a list (the first is the one leaderboards show); default: sum, per_char, per_token."""
+    limit: PositiveInt | None = None
+    """Evaluate only the first N examples."""
+    seed: int = 0
+    chat: bool = False
+    delimiter: str | None = None
+
+    @field_validator("normalization")
+    @classmethod
+    def _normalization(cls, value: str | list[str] | None) -> str | list[str] | None:
+        from llmbench.scoring import NORMALIZATIONS
+
+        for name in [value] if isinstance(value, str) else value or []:
+            if name not in NORMALIZATIONS:
+                close = difflib.get_close_matches(name, list(NORMALIZATIONS), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"choose from {', '.join(NORMALIZATIONS)}"
+                raise ValueError(f"unknown normalization {brief(name)} ({hint})")
+        return value
+
+    def normalizations(self) -> tuple[str, ...] | None:
+        if self.normalization is None:
+            return None
+        return (self.normalization,) if isinstance(self.normalization, str) else tuple(self.normalization)
+
+
 class SweepFile(_Strict):
     """The whole sweep file."""
 
@@ -149,6 +181,8 @@ class SweepFile(_Strict):
     backends: Annotated[list[str], NonEmpty] | None = None
     """Backends to run every model on; by default the model's own (llama.cpp for GGUF, else transformers)."""
     settings: Settings = Field(default_factory=Settings)
+    tasks: list[str | TaskEntry] = Field(default_factory=list)
+    """Tasks to evaluate every configuration on: each (model, backend, settings) is then both timed and evaluated."""
     exclude: list[dict[str, Scalar | list[Scalar]]] = Field(default_factory=list)
     """Rules: a run matching every key of one rule (model, backend, a setting or an option) is dropped."""
     timeout_s: Annotated[float, Field(ge=1, le=MAX_TIMEOUT_S)] = 1800.0
@@ -181,6 +215,9 @@ class SweepFile(_Strict):
 
     def model_entries(self) -> list[ModelEntry]:
         return [ModelEntry(model=entry) if isinstance(entry, str) else entry for entry in self.models]
+
+    def task_entries(self) -> list[TaskEntry]:
+        return [TaskEntry(task=entry) if isinstance(entry, str) else entry for entry in self.tasks]
 
 
 def _limit_bytes(value: str | int) -> int:
@@ -393,6 +430,11 @@ def _allowed_keys(keys: tuple[Any, ...]) -> list[str]:
         fields = getattr(model, "model_fields", {})
         model = _model_in(fields[part].annotation) if part in fields else None
     return list(getattr(model, "model_fields", {}))
+
+
+def line_of(text: str, keys: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the value at ``keys`` (``("tasks", 1)``) in a sweep file's text."""
+    return _line_of(text, keys, key_line=False)
 
 
 def _line_of(text: str, keys: tuple[Any, ...], key_line: bool) -> int | None:

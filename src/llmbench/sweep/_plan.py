@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from llmbench.errors import LLMBenchError
-from llmbench.sweep._config import BACKEND_SETTINGS, ConfigError, ModelEntry, Settings, SweepFile, brief, clip
+from llmbench.sweep._config import (
+    BACKEND_SETTINGS,
+    ConfigError,
+    ModelEntry,
+    Settings,
+    SweepFile,
+    TaskEntry,
+    brief,
+    clip,
+)
 
 DEFAULT_MODEL = "default"
 MAX_RUNS = 10_000
@@ -34,10 +43,15 @@ class PlannedRun:
     choices: dict[str, Any] = field(default_factory=dict)
     """The setting values this run took from the sweep's lists and options (for display)."""
     kind: str = "generate"
+    """``generate``, ``load`` or ``eval`` (an evaluation of the configuration on one task)."""
+    store: str | None = None
+    """An evaluation's store (its examples are committed there as they are scored, so that it
+    resumes); set by the driver, not part of the key."""
 
     def describe(self) -> str:
-        chosen = " ".join(f"{name}={value}" for name, value in self.choices.items())
-        return f"{self.label} · {self.backend}" + (f" · {chosen}" if chosen else "")
+        chosen = " ".join(f"{name}={value}" for name, value in self.choices.items() if name != "task")
+        head = f"eval {self.choices.get('task', '')} · " if self.kind == "eval" else ""
+        return f"{head}{self.label} · {self.backend}" + (f" · {chosen}" if chosen else "")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,7 +81,8 @@ def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
     """
     base_dir = base_dir or Path.cwd()
     entries = sweep.model_entries()
-    _check_count(sum(len(entry.backends or sweep.backends or ()) or 1 for entry in entries))
+    tasks = task_specs(sweep, base_dir)
+    _check_count(sum(len(entry.backends or sweep.backends or ()) or 1 for entry in entries) * (1 + len(tasks)))
     models = [_normalise_model(entry.model, base_dir) for entry in entries]
     names = [
         entry.backends or sweep.backends or [_default_backend(model)]
@@ -81,7 +96,8 @@ def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
         settings = sweep.settings.merged(entry.settings)
         plans.append((entry, model, settings, [backend_classes[name] for name in listed]))
     _check_count(
-        sum(
+        (1 + len(tasks))
+        * sum(
             _product_size(settings, backend.known_options) for _, _, settings, backends in plans for backend in backends
         )
     )
@@ -98,17 +114,19 @@ def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
                 if settings.load is not None:
                     kind, config["load"] = "load", settings.load.model_dump()
                 key = run_key(kind, model, backend.name, config)
-                run = PlannedRun(key, label, model, backend.name, config, choices, kind)
-                earlier = seen.get(key)
-                if earlier is None:
-                    seen[key] = run
-                    runs.append(run)
-                elif earlier.label != label:
-                    raise ConfigError(
-                        f"models labelled {brief(earlier.label)} and {brief(label)} give the same run"
-                        f" ({clip(run.describe(), 120)})",
-                        "give the two entries different models, backends or settings, or drop one",
-                    )
+                planned = [PlannedRun(key, label, model, backend.name, config, choices, kind)]
+                planned += [_eval_run(model, backend.name, config, choices, label, task) for task in tasks]
+                for run in planned:
+                    earlier = seen.get(run.key)
+                    if earlier is None:
+                        seen[run.key] = run
+                        runs.append(run)
+                    elif earlier.label != label:
+                        raise ConfigError(
+                            f"models labelled {brief(earlier.label)} and {brief(label)} give the same run"
+                            f" ({clip(run.describe(), 120)})",
+                            "give the two entries different models, backends or settings, or drop one",
+                        )
     if not runs:
         raise ConfigError("every run of the sweep is excluded", "loosen the exclude rules")
     return _keep_varying(runs)
@@ -196,7 +214,7 @@ def _keep_varying(runs: list[PlannedRun]) -> list[PlannedRun]:
     for run in runs:
         for name, value in run.choices.items():
             values.setdefault(name, set()).add(repr(value))
-    varying = {name for name, seen in values.items() if len(seen) > 1}
+    varying = {name for name, seen in values.items() if len(seen) > 1} | {"task"}
     return [replace(run, choices={k: v for k, v in run.choices.items() if k in varying}) for run in runs]
 
 
@@ -267,3 +285,75 @@ def _check_exclude_keys(sweep: SweepFile) -> None:
                 close = difflib.get_close_matches(name, sorted(allowed), n=1)
                 hint = f"did you mean {close[0]!r}?" if close else "use model, backend, a setting or an option name"
                 raise ConfigError(f"exclude[{index}]: unknown key {brief(name)}", hint)
+
+
+_SETUP_CHOICES = ("n_ctx", "threads", "device", "dtype")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A task entry with its path resolved against the sweep file's folder."""
+
+    entry: TaskEntry
+    spec: str
+    """What ``load_task`` is given: a resolved path, or ``hf:...`` as written."""
+
+    @property
+    def name(self) -> str:
+        return Path(self.spec.removeprefix("hf:").rstrip("/")).name.removesuffix(".jsonl").removesuffix(".json")
+
+
+def task_specs(sweep: SweepFile, base_dir: Path) -> list[TaskSpec]:
+    """The sweep's tasks, relative paths resolved like models' (nothing is read here)."""
+    specs = []
+    for entry in sweep.task_entries():
+        spec = entry.task
+        if not spec.startswith("hf:"):
+            resolved = _normalise_model(spec, base_dir)
+            spec = resolved if resolved is not None else spec
+        elif not Path(spec[3:]).is_absolute() and (base_dir / spec[3:]).exists():
+            spec = "hf:" + str((base_dir / spec[3:]).resolve())
+        specs.append(TaskSpec(entry, spec))
+    return specs
+
+
+def check_tasks(sweep: SweepFile, base_dir: Path) -> None:
+    """Load every task once, before anything runs: a bad entry is a one-line error naming it."""
+    from llmbench.tasks import load_task
+
+    for index, task in enumerate(task_specs(sweep, base_dir)):
+        try:
+            load_task(task.spec, task.entry.delimiter)
+        except LLMBenchError as exc:
+            raise ConfigError(f"tasks[{index}]: {clip(exc.message)}", clip(exc.hint or "") or None) from None
+        except (OSError, ValueError) as exc:  # a library's own failure on a malformed dataset
+            raise ConfigError(f"tasks[{index}]: cannot load {brief(task.entry.task)} ({clip(str(exc))})") from None
+
+
+def _eval_run(
+    model: str | None, backend: str, config: dict[str, Any], choices: dict[str, Any], label: str, task: TaskSpec
+) -> PlannedRun:
+    """The evaluation of a generate (or load) run's configuration on ``task``: the same set-up."""
+    from llmbench.harness import ModelSetup
+    from llmbench.scenarios.evaluation import DEFAULT_NORMALIZATIONS, EvalConfig
+
+    entry = task.entry
+    try:
+        evaluation = EvalConfig(
+            task=task.spec,
+            setup=ModelSetup.from_json(config),
+            shots=entry.shots,
+            seed=entry.seed,
+            chat=entry.chat,
+            limit=entry.limit,
+            normalizations=entry.normalizations() or DEFAULT_NORMALIZATIONS,  # type: ignore[arg-type]
+            delimiter=entry.delimiter,
+        ).to_json()
+    except LLMBenchError as exc:
+        raise ConfigError(f"task {brief(entry.task)}: {clip(exc.message)}", clip(exc.hint or "") or None) from None
+    setup_choices = {
+        name: value for name, value in choices.items() if name in _SETUP_CHOICES or name in config["options"]
+    }
+    task_choice = task.name + (f":{entry.shots}shot" if entry.shots else "")
+    key = run_key("eval", model, backend, evaluation)
+    return PlannedRun(key, label, model, backend, evaluation, {**setup_choices, "task": task_choice}, "eval")

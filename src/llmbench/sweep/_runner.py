@@ -15,15 +15,15 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 
 from llmbench.errors import LLMBenchError
 from llmbench.store import RunRecord, Store, SweepRecord
-from llmbench.sweep._config import ConfigError, SweepFile, load_sweep_file
+from llmbench.sweep._config import ConfigError, SweepFile, line_of, load_sweep_file
 from llmbench.sweep._executors import Executor, SweepEvents, make_executor
-from llmbench.sweep._plan import PlannedRun, expand, sweep_id
+from llmbench.sweep._plan import PlannedRun, check_tasks, expand, sweep_id
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,13 @@ class SweepPlan:
 def plan_sweep(path: str | Path, fresh: bool = False) -> SweepPlan:
     """Read, validate and expand a sweep file. ``fresh`` gives it a new id (nothing is skipped)."""
     path = Path(path)
-    sweep, _ = load_sweep_file(path)
+    sweep, text = load_sweep_file(path)
+    try:
+        check_tasks(sweep, path.resolve().parent)
+    except ConfigError as exc:
+        index = int(exc.message.split("]", 1)[0].removeprefix("tasks[")) if exc.message.startswith("tasks[") else 0
+        line = line_of(text, ("tasks", index))
+        raise ConfigError(f"{path}:{line}: {exc.message}" if line else f"{path}: {exc.message}", exc.hint) from None
     try:
         runs = expand(sweep, path.resolve().parent)
     except ConfigError as exc:
@@ -188,7 +194,12 @@ def run_sweep(
     )
     finished = store.finished_keys(plan.id)
     outcome = SweepOutcome(plan, skipped=[run for run in plan.runs if run.key in finished])
-    todo = [run for run in plan.runs if run.key not in finished]
+    # An evaluation commits its scored examples to the store as it goes (so that it resumes).
+    todo = [
+        replace(run, store=str(store.path)) if run.kind == "eval" else run
+        for run in plan.runs
+        if run.key not in finished
+    ]
     with _Leases(store.path, plan.id) as leases:
         driver = _Storing(store, plan, outcome, watcher, leases)
         try:

@@ -32,11 +32,15 @@ def execute(run: PlannedRun, progress: ProgressCallback | None = None) -> RunRec
     from llmbench.scenarios.load import LoadTest
     from llmbench.scenarios.single_run import BenchmarkConfig, SingleRun
 
+    if run.kind == "eval":
+        return _evaluate(run, progress)
     sink = _Keep()
     try:
         config = BenchmarkConfig.from_json(run.config)
         if run.kind == "load":
             scenario: Any = LoadTest(_load_config(run, config), _step_progress(progress))
+        elif _embedding_model(config.setup):  # an embedding model measures embedding speed
+            scenario = _embedding(config)
         else:
             scenario = SingleRun(config)
         run_scenario(config.setup, scenario, sink, progress)
@@ -45,6 +49,27 @@ def execute(run: PlannedRun, progress: ProgressCallback | None = None) -> RunRec
             return failed_record(run, describe_failure(exc) or "failed")
     if sink.record is None:
         return failed_record(run, "the run returned no result")
+    return sink.record
+
+
+def _evaluate(run: PlannedRun, progress: ProgressCallback | None) -> RunRecord:
+    """An evaluation, as ``llmbench eval`` runs it: its examples committed to the sweep's store as
+    they are scored, so that a sweep interrupted in the middle of it resumes from the last chunk."""
+    from llmbench.harness import run_scenario
+    from llmbench.scenarios.evaluation import EvalConfig, Evaluation
+    from llmbench.store import Store
+
+    sink = _Keep()
+    report = None if progress is None else (lambda done, total, rate: progress("eval", done, total))
+    try:
+        config = EvalConfig.from_json(run.config)
+        with Store(run.store) as store:
+            run_scenario(config.setup, Evaluation(config, store, report), sink)
+    except Exception as exc:
+        if sink.record is None:
+            return failed_record(run, describe_failure(exc) or "failed")
+    if sink.record is None:
+        return failed_record(run, "the evaluation returned no result")
     return sink.record
 
 
@@ -64,6 +89,20 @@ def _load_config(run: PlannedRun, config: Any) -> Any:
         max_new_tokens=config.max_new_tokens,
         allow_eos=config.allow_eos,
     )
+
+
+def _embedding_model(setup: Any) -> bool:
+    from llmbench.models import model_family
+
+    model = setup.resolve()
+    return model.format == "hf" and model_family(model) == "embedding"
+
+
+def _embedding(config: Any) -> Any:
+    """The embedding scenario at its default points, with the run's repetitions and warm-up."""
+    from llmbench.scenarios.embedding import Embedding, default_config
+
+    return Embedding(default_config(config.setup, repetitions=config.repetitions, warmup=config.warmup))
 
 
 def _step_progress(progress: ProgressCallback | None) -> Any:

@@ -7,7 +7,6 @@ with every result (``llmbench.measurement.fingerprint``).
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import sys
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from llmbench.measurement import fingerprint as fp
+from llmbench.system.support import KERNELS, cuda_state, package_state
 
 Status = Literal["ok", "warn", "missing", "info"]
 
@@ -105,20 +105,11 @@ def _accelerators() -> list[Finding]:
             Finding("cuda", "missing", "torch is not installed", "pip install torch==2.13.0 'llmbench[hf]'")
         )
         return findings
-    cuda_build = getattr(torch.version, "cuda", None)
-    hip_build = getattr(torch.version, "hip", None)
-    if torch.cuda.is_available():
-        names = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-        findings.append(Finding("cuda", "ok", f"torch {torch.__version__} sees {names} (CUDA {cuda_build})"))
+    available, why = cuda_state()
+    if available:
+        findings.append(Finding("cuda", "ok", why))
     else:
-        if hip_build:
-            why = f"torch is a ROCm build (HIP {hip_build}) but sees no AMD GPU"
-        elif cuda_build is None:
-            why = f"torch {torch.__version__} is a CPU-only build"
-        elif not gpus:
-            why = f"torch {torch.__version__} has CUDA {cuda_build} but there is no NVIDIA GPU"
-        else:
-            why = f"torch {torch.__version__} has CUDA {cuda_build} but cannot initialise it (driver too old?)"
+        cuda_build = getattr(torch.version, "cuda", None)
         hint = "install a CUDA build of torch on a machine with an NVIDIA GPU" if gpus or cuda_build is None else None
         findings.append(Finding("cuda", "info", f"CUDA not available: {why}", hint))
     mps = getattr(torch.backends, "mps", None)
@@ -127,32 +118,19 @@ def _accelerators() -> list[Finding]:
     return findings
 
 
-_KERNELS = (
-    ("bitsandbytes", "bitsandbytes", "pip install 'llmbench[bnb]' (needs a CUDA GPU for 4/8-bit)"),
-    ("flash_attn", "flash-attn", "pip install flash-attn (CUDA, Ampere or newer)"),
-    ("gptqmodel", "gptqmodel", "pip install gptqmodel (GPTQ kernels)"),
-    ("auto_gptq", "auto-gptq", "pip install auto-gptq (older GPTQ kernels)"),
-    ("awq", "autoawq", "pip install autoawq (AWQ kernels)"),
-    ("peft", "peft", "pip install 'llmbench[peft]'"),
-)
-
-
 def _kernels() -> list[Finding]:
+    """The optional kernel packages (bitsandbytes, flash-attn, GPTQ/AWQ, peft), checked the way a
+    setting that needs one checks it before loading (:mod:`llmbench.system.support`)."""
     findings = []
-    for module, distribution, hint in _KERNELS:
-        version = fp.distribution_version(distribution)
-        if version == fp.NOT_INSTALLED:
-            findings.append(Finding(f"kernels.{distribution}", "missing", "not installed", hint))
-            continue
-        try:
-            importlib.import_module(module)
-        except Exception as exc:  # a kernel package that is installed but cannot load says why
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            findings.append(
-                Finding(f"kernels.{distribution}", "warn", f"{version} installed but fails to load: {message}")
-            )
-            continue
-        findings.append(Finding(f"kernels.{distribution}", "ok", f"{version} loads"))
+    for package in KERNELS:
+        state, detail = package_state(package)
+        area = f"kernels.{package.distribution}"
+        if state == "ok":
+            findings.append(Finding(area, "ok", f"{detail} loads"))
+        elif state == "missing":
+            findings.append(Finding(area, "missing", detail, package.install))
+        else:
+            findings.append(Finding(area, "warn", detail))
     return findings
 
 

@@ -5,5 +5,6 @@ model's family (:func:`llmbench.models.model_family`); ``_backend`` holds :class
 """
 
 from llmbench.backends.transformers._backend import TransformersBackend
+from llmbench.backends.transformers._embed import EmbeddingSpec, embedding_limit, read_embedding_spec
 
-__all__ = ["TransformersBackend"]
+__all__ = ["EmbeddingSpec", "TransformersBackend", "embedding_limit", "read_embedding_spec"]

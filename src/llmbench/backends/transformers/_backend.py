@@ -23,13 +23,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message
+from llmbench.backends.base import Backend, FinishReason, Generation, GenerationConfig, LoadOptions, Message
 from llmbench.backends.transformers._load import (
     KNOWN_OPTIONS,
+    adapter_parts,
     apply_adapter,
+    check_supported,
     import_runtime,
     load_kwargs,
     load_model,
+)
+from llmbench.backends.transformers._settings import (
+    GENERATION_OPTIONS,
+    check_generation_supported,
+    compile_forward,
+    generation_settings,
 )
 from llmbench.errors import InvalidOptionError
 from llmbench.models import ModelRef, model_family
@@ -41,12 +49,16 @@ if TYPE_CHECKING:
 class TransformersBackend(Backend):
     name = "transformers"
     pip_extra = "hf"
-    formats = frozenset({"gguf", "hf"})
+    formats = frozenset({"gguf", "hf", "adapter"})
     can_stream = True
     can_chat = True
     can_score = True
+    can_embed = True
+    """Embedding-family models only; :meth:`embed` refuses the others in one line."""
+    can_see = True
+    """Vision-language models only (``_vision``); :meth:`generate_with_images` refuses the others."""
     libraries = ("torch", "transformers", "accelerate", "tokenizers")
-    known_options = KNOWN_OPTIONS
+    known_options = KNOWN_OPTIONS | GENERATION_OPTIONS
     uses_threads = True
 
     @classmethod
@@ -55,14 +67,24 @@ class TransformersBackend(Backend):
 
     def __init__(self, model: ModelRef, options: LoadOptions) -> None:
         super().__init__(model, options)
-        self.family = model_family(model)
-        kwargs = load_kwargs(model, options, self.threads)
+        base, adapter, merge = adapter_parts(model, options.extra)
+        self.family = model_family(base)
+        kwargs = load_kwargs(base, options, self.threads)
+        self.settings = generation_settings(options.extra, options.n_ctx)
+        check_supported(base, kwargs)
+        check_generation_supported(self.settings)
         runtime = import_runtime()
         self.torch = torch = runtime[0]
         torch.set_num_threads(self.threads)
-        self.tokenizer, self.hf_model = load_model(runtime, model, kwargs, self.family)
-        if "adapter" in options.extra:
-            self.hf_model = apply_adapter(self.hf_model, str(options.extra["adapter"]))
+        self.tokenizer, self.hf_model = load_model(runtime, base, kwargs, self.family)
+        self.processor: Any = None
+        if self.family == "vision":  # load_model gave the processor; its tokenizer does the text
+            from llmbench.backends.transformers._vision import split_processor
+
+            self.processor, self.tokenizer = split_processor(self.tokenizer, base)
+        if adapter is not None:
+            self.hf_model, facts = apply_adapter(self.hf_model, adapter, merge=merge)
+            self.load_facts.update(facts)
         if "device_map" not in kwargs:
             self.hf_model.to(options.device or "cpu")
         self.hf_model.eval()
@@ -74,6 +96,19 @@ class TransformersBackend(Backend):
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids = frozenset(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        if self.settings.torch_compile:
+            self._compile()
+
+    def _compile(self) -> None:
+        """``torch.compile`` the forward and run it once (a short untimed generation), so the
+        compilation is stored apart as ``compile_s`` and not paid by the first timed repetition."""
+        import time
+
+        compile_forward(self.torch, self.hf_model, self.settings)
+        started = time.perf_counter()
+        ids = self.tokenize("compile", add_special_tokens=True)[:8] or [0]
+        self.generate_tokens(ids, GenerationConfig(max_new_tokens=2, force_new_tokens=True), lambda token: None)
+        self.load_facts["compile_s"] = time.perf_counter() - started
 
     def generate_tokens(
         self, prompt_ids: Sequence[int], config: GenerationConfig, on_token: Callable[[int], None]
@@ -83,6 +118,10 @@ class TransformersBackend(Backend):
                 f"{self.model.name} is an embedding model and does not generate text",
                 f"measure it with: llmbench embed {self.model.location}",
             )
+        if self.family == "seq2seq":
+            from llmbench.backends.transformers._seq2seq import generate_seq2seq
+
+            return generate_seq2seq(self, prompt_ids, config, on_token)
         torch = self.torch
         from transformers import GenerationConfig as HFGenerationConfig
         from transformers.generation.streamers import BaseStreamer
@@ -112,8 +151,10 @@ class TransformersBackend(Backend):
             def end(self) -> None:
                 pass
 
+        self.settings.check_length(len(prompt_ids), config.max_new_tokens)
         generation_config = HFGenerationConfig(  # type: ignore[no-untyped-call]
             **_sampling(config),
+            **self.settings.generation_kwargs(),
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=[] if force else sorted(eos_ids),  # [] is kept; None would be refilled
             bos_token_id=self.tokenizer.bos_token_id,
@@ -129,10 +170,37 @@ class TransformersBackend(Backend):
             )
         return "stop" if finished else "length"
 
+    def generate_with_images(
+        self, prompt: str | None, images: Sequence[Any], config: GenerationConfig | None = None
+    ) -> Generation:
+        from llmbench.backends.transformers._vision import generate_with_images
+
+        return generate_with_images(self, prompt, images, config or GenerationConfig())
+
     def score(self, requests: Sequence[ScoringRequest]) -> list[list[list[float]]]:
+        if self.family == "seq2seq":
+            from llmbench.backends.transformers._seq2seq import refuse_scoring
+
+            raise refuse_scoring(self.model)
         from llmbench.scoring.transformers import token_logprobs
 
         return token_logprobs(self.hf_model, requests)
+
+    _embedder: Any = None
+
+    def embed(self, texts: Sequence[str], batch_size: int = 32) -> Any:
+        """Sentence vectors with the folder's sentence-transformers pooling (see ``_embed``)."""
+        if self.family != "embedding":
+            raise InvalidOptionError(
+                f"{self.model.name} is a {self.family} model, not an embedding model",
+                "embed with a sentence-transformers or encoder (BERT-style) model folder",
+            )
+        if self._embedder is None:
+            from llmbench.backends.transformers._embed import Embedder, read_embedding_spec
+
+            spec = read_embedding_spec(self.model.folder)
+            self._embedder = Embedder(self.torch, self.hf_model, self.tokenizer, spec, self.device)
+        return self._embedder(texts, batch_size)
 
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
