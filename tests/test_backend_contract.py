@@ -24,7 +24,8 @@ from llmbench.errors import InvalidOptionError
 from llmbench.models import ModelRef
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNTIME_MODULES = ("llama_cpp", "transformers", "vllm")
+RUNTIME_MODULES = ("llama_cpp", "transformers._backend", "vllm")
+"""The modules that define each runtime backend's class (transformers is a package: its ``_backend``)."""
 NO = ["off", "no", "false", "0", 0, False, "OFF", " False "]
 YES = ["on", "yes", "true", "1", 1, True, "TRUE"]
 
@@ -149,7 +150,7 @@ def test_vllm_options_are_typed_and_passed_through(tmp_path: Path) -> None:
         _load_kwargs(_ref(tmp_path, "hf"), LoadOptions(extra={"tensor_parallel_size": "two"}), None)
 
 
-@pytest.mark.parametrize("module", ["transformers", "vllm"])
+@pytest.mark.parametrize("module", ["transformers._backend", "vllm"])
 def test_remote_code_is_off_unless_the_user_opts_in(module: str, tmp_path: Path) -> None:
     load_kwargs = import_module(f"llmbench.backends.{module}")._load_kwargs
     assert load_kwargs(_ref(tmp_path, "hf"), LoadOptions(), None)["trust_remote_code"] is False

@@ -29,10 +29,10 @@ from llmbench.backends.transformers._load import (
     adapter_parts,
     apply_adapter,
     check_supported,
-    import_runtime,
-    load_kwargs,
     load_model,
 )
+from llmbench.backends.transformers._load import import_runtime as _import_runtime
+from llmbench.backends.transformers._load import load_kwargs as _load_kwargs
 from llmbench.backends.transformers._settings import (
     GENERATION_OPTIONS,
     check_generation_supported,
@@ -63,20 +63,20 @@ class TransformersBackend(Backend):
 
     @classmethod
     def check_available(cls) -> None:
-        import_runtime()
+        _import_runtime()
 
     def __init__(self, model: ModelRef, options: LoadOptions) -> None:
         super().__init__(model, options)
         base, adapter, merge = adapter_parts(model, options.extra)
         self.family = model_family(base)
-        kwargs = load_kwargs(base, options, self.threads)
+        kwargs = _load_kwargs(base, options, self.threads)
         self.settings = generation_settings(options.extra, options.n_ctx)
         check_supported(base, kwargs)
         check_generation_supported(self.settings)
-        runtime = import_runtime()
+        runtime = _import_runtime()
         self.torch = torch = runtime[0]
         torch.set_num_threads(self.threads)
-        self.tokenizer, self.hf_model = load_model(runtime, base, kwargs, self.family)
+        self.tokenizer, self.hf_model = _load_model(runtime, base, kwargs)
         self.processor: Any = None
         if self.family == "vision":  # load_model gave the processor; its tokenizer does the text
             from llmbench.backends.transformers._vision import split_processor
@@ -221,6 +221,14 @@ class TransformersBackend(Backend):
             del self.hf_model
             if self.torch.cuda.is_available():
                 self.torch.cuda.empty_cache()
+
+
+# -- the helpers every backend module names alike (cappr's rule; the loading ones live in ``_load``) --
+
+
+def _load_model(runtime: tuple[Any, Any], model: ModelRef, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """The tokenizer (a processor for vision models) and the model, through the family's auto class."""
+    return load_model(runtime, model, kwargs, model_family(model))
 
 
 def _sampling(config: GenerationConfig) -> dict[str, Any]:
