@@ -29,6 +29,7 @@ from llmbench.backends.transformers._load import (
     load_kwargs,
     load_model,
 )
+from llmbench.backends.transformers._streamer import timing_streamer
 from llmbench.errors import InvalidOptionError
 from llmbench.models import ModelFamily, ModelRef, model_family
 
@@ -110,49 +111,22 @@ class PipelineBackend(Backend):
                 "embed with it (feature-extraction), or pick -o task=text-generation",
             )
         from transformers import GenerationConfig as HFGenerationConfig
-        from transformers.generation.streamers import BaseStreamer
+
+        from llmbench.backends.transformers._backend import _sampling
 
         force = config.force_new_tokens
-        eos_ids = self.eos_ids
-        finished: list[int] = []
-
-        class TimingStreamer(BaseStreamer):
-            """Hands each new token to ``on_token``; the first ``put`` is the prompt."""
-
-            def __init__(self) -> None:
-                self.prompt_seen = False
-
-            def put(self, value: Any) -> None:
-                if not self.prompt_seen:
-                    self.prompt_seen = True
-                    return
-                token = int(value.reshape(-1)[0])
-                if finished:
-                    return
-                if not force and token in eos_ids:
-                    finished.append(token)
-                    return
-                on_token(token)
-
-            def end(self) -> None:
-                pass
-
-        sample = not config.greedy
+        streamer, finished = timing_streamer(on_token, self.eos_ids, force)
         generation_config = HFGenerationConfig(  # type: ignore[no-untyped-call]
-            max_new_tokens=config.max_new_tokens,
-            do_sample=sample,
-            temperature=config.temperature if sample else None,
-            top_p=config.top_p if sample else None,
-            top_k=config.top_k if sample else None,
+            **_sampling(config),
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=[] if force else sorted(eos_ids),
+            eos_token_id=[] if force else sorted(self.eos_ids),  # [] is kept; None would be refilled
             bos_token_id=self.tokenizer.bos_token_id,
         )
         text = self.tokenizer.decode(list(prompt_ids), skip_special_tokens=False)
         self.torch.manual_seed(config.seed)
         extra: dict[str, Any] = {"return_full_text": False} if self.task == "text-generation" else {}
         with self.torch.inference_mode():
-            self.pipe(text, generation_config=generation_config, streamer=TimingStreamer(), **extra)
+            self.pipe(text, generation_config=generation_config, streamer=streamer, **extra)
         return "stop" if finished else "length"
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> Any:

@@ -39,6 +39,7 @@ from llmbench.backends.transformers._settings import (
     compile_forward,
     generation_settings,
 )
+from llmbench.backends.transformers._streamer import timing_streamer
 from llmbench.errors import InvalidOptionError
 from llmbench.models import ModelRef, model_family
 
@@ -124,32 +125,10 @@ class TransformersBackend(Backend):
             return generate_seq2seq(self, prompt_ids, config, on_token)
         torch = self.torch
         from transformers import GenerationConfig as HFGenerationConfig
-        from transformers.generation.streamers import BaseStreamer
 
         eos_ids = self.eos_ids
         force = config.force_new_tokens
-        finished: list[int] = []
-
-        class TimingStreamer(BaseStreamer):
-            """Hands each new token to ``on_token``; the first ``put`` is the prompt."""
-
-            def __init__(self) -> None:
-                self.prompt_seen = False
-
-            def put(self, value: Any) -> None:
-                if not self.prompt_seen:
-                    self.prompt_seen = True
-                    return
-                token = int(value.reshape(-1)[0])
-                if finished:
-                    return
-                if not force and token in eos_ids:
-                    finished.append(token)
-                    return
-                on_token(token)
-
-            def end(self) -> None:
-                pass
+        streamer, finished = timing_streamer(on_token, eos_ids, force)
 
         self.settings.check_length(len(prompt_ids), config.max_new_tokens)
         generation_config = HFGenerationConfig(  # type: ignore[no-untyped-call]
@@ -166,7 +145,7 @@ class TransformersBackend(Backend):
                 input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=generation_config,
-                streamer=TimingStreamer(),
+                streamer=streamer,
             )
         return "stop" if finished else "length"
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmbench.backends.base import FinishReason, GenerationConfig
+from llmbench.backends.transformers._streamer import timing_streamer
 from llmbench.errors import InvalidOptionError
 from llmbench.models import ModelRef
 
@@ -69,34 +70,12 @@ def generate_seq2seq(
     """Encode ``prompt_ids`` once (timed into ``backend.last_stages``), then stream the decoder's tokens."""
     torch = backend.torch
     from transformers import GenerationConfig as HFGenerationConfig
-    from transformers.generation.streamers import BaseStreamer
 
     from llmbench.backends.transformers._backend import _sampling
 
     eos_ids = backend.eos_ids
     force = config.force_new_tokens
-    finished: list[int] = []
-
-    class DecoderStreamer(BaseStreamer):
-        """Hands each new decoder token to ``on_token``; the first ``put`` is the decoder's start token."""
-
-        def __init__(self) -> None:
-            self.start_seen = False
-
-        def put(self, value: Any) -> None:
-            if not self.start_seen:
-                self.start_seen = True
-                return
-            token = int(value.reshape(-1)[0])
-            if finished:
-                return
-            if not force and token in eos_ids:
-                finished.append(token)
-                return
-            on_token(token)
-
-        def end(self) -> None:
-            pass
+    streamer, finished = timing_streamer(on_token, eos_ids, force)  # its first put: the decoder's start token
 
     _check_length(backend, len(prompt_ids))
     tokenizer = backend.tokenizer
@@ -116,7 +95,7 @@ def generate_seq2seq(
             encoder_outputs=encoder_outputs,
             attention_mask=attention_mask,
             generation_config=generation_config,
-            streamer=DecoderStreamer(),
+            streamer=streamer,
         )
     return "stop" if finished else "length"
 

@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmbench.backends.base import Generation, GenerationConfig
+from llmbench.backends.transformers._streamer import timing_streamer
 from llmbench.errors import InvalidModelError, InvalidOptionError
 from llmbench.models import ModelRef
 
@@ -239,30 +240,9 @@ def _timing_streamer(
 ) -> tuple[Any, list[int]]:
     """A streamer that stamps each generated token (the first ``put`` is the prompt) and the list
     that holds the end-of-sequence id once the model ends the text."""
-    from transformers.generation.streamers import BaseStreamer
 
-    eos_ids = backend.eos_ids
-    force = config.force_new_tokens
-    finished: list[int] = []
+    def on_token(token: int) -> None:
+        token_times.append(clock())
+        token_ids.append(token)
 
-    class TimingStreamer(BaseStreamer):
-        def __init__(self) -> None:
-            self.prompt_seen = False
-
-        def put(self, value: Any) -> None:
-            if not self.prompt_seen:
-                self.prompt_seen = True
-                return
-            token = int(value.reshape(-1)[0])
-            if finished:
-                return
-            if not force and token in eos_ids:
-                finished.append(token)
-                return
-            token_times.append(clock())
-            token_ids.append(token)
-
-        def end(self) -> None:
-            pass
-
-    return TimingStreamer(), finished
+    return timing_streamer(on_token, backend.eos_ids, config.force_new_tokens)
