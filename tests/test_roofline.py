@@ -176,3 +176,25 @@ def test_a_gpu_run_has_its_roofline_and_clocks(smollm2: ModelRef) -> None:  # pr
     assert result.roofline.device == "cuda:0" and record.environment["calibration"]["device"] == "cuda:0"
     assert 0 < (result.roofline.decode_fraction or 0) <= 1
     assert result.sm_clock_mhz_before is not None and result.mem_clock_mhz_after is not None
+
+
+def test_encoder_decoder_models_get_no_roofline_rather_than_a_wrong_one(tiny_t5_dir: object) -> None:
+    """A seq2seq decode step reads the decoder only: counting the encoder's weights (and its layer
+    count) would overstate the bound's bytes, so no fraction is given until the decoder is counted."""
+    from llmbench.models import resolve_model
+
+    model = resolve_model(str(tiny_t5_dir))
+    spec = read_spec(model)
+    assert spec.family == "seq2seq"
+    assert decode_work(model, spec, "transformers") is None
+
+
+def test_packed_4bit_weights_count_as_the_weights_they_stand_for() -> None:
+    """bitsandbytes keeps two 4-bit weights per stored element; FLOPs count weights."""
+    from types import SimpleNamespace
+
+    from llmbench.planning._roofline import _weights
+
+    packed = SimpleNamespace(numel=lambda: 512, quant_state=SimpleNamespace(shape=(32, 32)))
+    plain = SimpleNamespace(numel=lambda: 512)
+    assert _weights(packed) == 1024 and _weights(plain) == 512

@@ -34,16 +34,13 @@ from llmbench.backends.base import (
     option_int,
 )
 from llmbench.errors import InvalidModelError, InvalidOptionError
-from llmbench.models import ModelRef, import_llama_cpp, quiet_stderr
+from llmbench.models import KV_CACHE_TYPES, ModelRef, import_llama_cpp, quiet_stderr
 
 if TYPE_CHECKING:
     from llmbench.scoring import ScoringRequest
 
 _FLAGS = ("flash_attn", "use_mmap", "use_mlock", "logits_all")
 _INTS = ("n_batch", "n_ubatch")
-_KV_TYPES = {"f32": 0, "f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "iq4_nl": 20}
-"""KV-cache types llama.cpp takes (GGML type codes)."""
-_UNQUANTIZED_KV = frozenset({"f32", "f16", "bf16"})
 
 
 class LlamaCppBackend(Backend):
@@ -235,11 +232,11 @@ def _load_kwargs(model: ModelRef, options: LoadOptions, threads: int | None) -> 
     for key in ("type_k", "type_v"):
         if key in extra:
             name = str(extra[key]).lower()
-            if name not in _KV_TYPES:
-                raise InvalidOptionError(f"unknown {key} {name!r}", f"choose one of: {', '.join(_KV_TYPES)}")
-            kwargs[key] = _KV_TYPES[name]
+            if name not in KV_CACHE_TYPES:
+                raise InvalidOptionError(f"unknown {key} {name!r}", f"choose one of: {', '.join(KV_CACHE_TYPES)}")
+            kwargs[key] = KV_CACHE_TYPES[name].code
     type_v = str(extra.get("type_v", "f16")).lower()
-    if type_v not in _UNQUANTIZED_KV and not kwargs.get("flash_attn", False):
+    if type_v in KV_CACHE_TYPES and KV_CACHE_TYPES[type_v].quantized and not kwargs.get("flash_attn", False):
         raise InvalidOptionError(
             f"a quantized V cache (type_v={type_v}) needs flash attention in llama.cpp",
             "add -o flash_attn=true, or use type_v=f16",

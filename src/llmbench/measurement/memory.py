@@ -138,7 +138,8 @@ class PeakMemoryTracker:
     def __enter__(self) -> PeakMemoryTracker:
         cuda = _torch_cuda()
         if cuda is not None:
-            cuda.reset_peak_memory_stats()  # type: ignore[attr-defined]
+            for index in range(cuda.device_count()):  # type: ignore[attr-defined]
+                cuda.reset_peak_memory_stats(index)  # type: ignore[attr-defined]
         self._hwm_reset = _reset_hwm()
         self._rss_start = self._process.memory_info().rss
         self._sample()
@@ -158,8 +159,11 @@ class PeakMemoryTracker:
             peak = max(peak, _read_hwm() or 0)
         cuda = _torch_cuda()
         allocated = reserved = None
-        if cuda is not None:
-            allocated = int(cuda.max_memory_allocated())  # type: ignore[attr-defined]
-            reserved = int(cuda.max_memory_reserved())  # type: ignore[attr-defined]
+        if cuda is not None:  # torch's peaks are per device: the one this process allocated most on (the model's)
+            peaks = [
+                (int(cuda.max_memory_allocated(i)), int(cuda.max_memory_reserved(i)))  # type: ignore[attr-defined]
+                for i in range(cuda.device_count())  # type: ignore[attr-defined]
+            ]
+            allocated, reserved = max(peaks) if peaks else (None, None)
         index, process, device = self._gpus.model_device()
         self.peak = MemoryPeak(peak, self._rss_start, self._samples, allocated, reserved, process, device, index)

@@ -6,6 +6,7 @@ it when called, with the install hint when the library is absent).
 """
 
 from llmbench.models._family import FAMILIES, ModelFamily, model_family
+from llmbench.models._ggml import KV_CACHE_TYPES, KVCacheType
 from llmbench.models._gguf import GGUFHeader, read_gguf_header
 from llmbench.models._inspect import FIELDS as INSPECT_FIELDS
 from llmbench.models._inspect import Inspection, inspect_model
@@ -20,8 +21,10 @@ __all__ = [
     "DEFAULT_MODEL_NAME",
     "FAMILIES",
     "INSPECT_FIELDS",
+    "KV_CACHE_TYPES",
     "GGUFHeader",
     "Inspection",
+    "KVCacheType",
     "LocalTokenizer",
     "ModelFamily",
     "ModelRef",

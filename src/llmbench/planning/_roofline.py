@@ -37,13 +37,12 @@ from typing import Any
 
 from llmbench.measurement.metrics import Summary
 from llmbench.measurement.results import Roofline
-from llmbench.models import ModelRef, ModelSpec, read_gguf_header
+from llmbench.models import KV_CACHE_TYPES, ModelRef, ModelSpec, read_gguf_header
 from llmbench.planning._plan import DTYPE_BYTES
 
-KV_BYTES = {**DTYPE_BYTES, "f32": 4.0, "f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32, "q4_1": 20 / 32,
-            "q5_0": 22 / 32, "q5_1": 24 / 32, "iq4_nl": 18 / 32}  # fmt: skip
+KV_BYTES = {**DTYPE_BYTES, **{name: kind.bytes_per_element for name, kind in KV_CACHE_TYPES.items()}}
 """Bytes per KV-cache element by type (GGML block types: block bytes / 32 elements)."""
-_GGML_KV_TYPES = {0: "f32", 1: "f16", 2: "q4_0", 3: "q4_1", 6: "q5_0", 7: "q5_1", 8: "q8_0", 20: "iq4_nl", 30: "bf16"}
+_GGML_KV_TYPES = {kind.code: name for name, kind in KV_CACHE_TYPES.items()}
 
 
 @dataclass(frozen=True)
@@ -194,12 +193,12 @@ def module_work(spec: ModelSpec, module: Any, device: str | None = None) -> Deco
     }
 
     def size(p: Any) -> int:
-        return int(p.numel() * p.element_size())
+        return int(p.numel() * p.element_size())  # stored bytes: a packed 4-bit tensor's are half its weights
 
     weight_bytes = sum(size(p) for key, p in seen.items() if key not in lookups)
-    head_params = int(output.numel()) if output is not None else 0
-    all_params = sum(int(p.numel()) for p in seen.values())
-    matmul_params = all_params - sum(int(p.numel()) for p in lookups.values()) - head_params
+    head_params = _weights(output) if output is not None else 0
+    all_params = sum(_weights(p) for p in seen.values())
+    matmul_params = all_params - sum(_weights(p) for p in lookups.values()) - head_params
     floating = next((p for p in seen.values() if p.is_floating_point()), None)
     kv_bytes = float(floating.element_size()) if floating is not None else 2.0
     devices = {str(p.device) for p in seen.values()}
@@ -213,6 +212,14 @@ def module_work(spec: ModelSpec, module: Any, device: str | None = None) -> Deco
         "cpu" if where == "cpu" else where if ":" in where else f"{where}:0",
         f"loaded parameters' bytes ({dtype}), input embedding lookups excluded",
     )  # fmt: skip
+
+
+def _weights(parameter: Any) -> int:
+    """Weights a tensor stands for: a bitsandbytes 4-bit tensor packs two in a byte, and its
+    ``quant_state`` keeps the unpacked shape (FLOPs count weights, not stored elements)."""
+    state = getattr(parameter, "quant_state", None)
+    shape = getattr(state, "shape", None)
+    return int(math.prod(shape)) if shape is not None else int(parameter.numel())
 
 
 def _weight(module: Any) -> Any:
@@ -245,6 +252,8 @@ def decode_work(
     """The work per token of ``model`` as ``backend`` runs it; None when it cannot be counted here
     (a remote server, a fake backend, weights spread over several devices, llama.cpp partly offloaded)."""
     options = options or {}
+    if spec.family != "causal":
+        return None  # a decode step of a seq2seq or vision model reads its decoder only: not counted yet
     if backend == "llama.cpp" and model.format == "gguf":
         where = _llama_device(spec, device, options)
         return gguf_work(spec, where, options) if where is not None else None

@@ -30,7 +30,7 @@ from llmbench.reports._rows import (
 )
 from llmbench.selection import Leaderboard, Row
 
-_SUMMARY_KEYS = ("model", "backend", "settings", "status", "kind", "load_s", "ttft_ms", "ttft_p99_ms", "decode_tok_s", "decode_roofline", "prefill_roofline", "itl_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
+_SUMMARY_KEYS = ("model", "backend", "settings", "status", "kind", "load_s", "ttft_ms", "ttft_p99_ms", "encode_ms", "image_preprocess_ms", "vision_encode_ms", "image_tokens", "decode_tok_s", "decode_roofline", "prefill_roofline", "itl_ms", "itl_p99_ms", "e2e_p50_ms", "e2e_p99_ms", "embed_texts_s", "embed_tok_s", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; font-size: 0.85rem; margin-bottom: 2rem; }

@@ -72,7 +72,7 @@ LEADERBOARD_NOTE = (
     "On front of: the cost axes on whose Pareto front against accuracy the row lies. '-' is not measured."
 )
 
-_MARKDOWN_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "decode_tok_s", "decode_roofline", "prefill_roofline", "itl_ms", "e2e_p99_ms", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
+_MARKDOWN_KEYS = ("model", "backend", "settings", "status", "load_s", "ttft_ms", "encode_ms", "vision_encode_ms", "image_tokens", "decode_tok_s", "decode_roofline", "prefill_roofline", "itl_ms", "e2e_p99_ms", "embed_texts_s", "peak_rss_mib", "peak_vram_mib", "accuracy", "perplexity", "errors", "id")  # fmt: skip
 
 
 def write_markdown(runs: Sequence[ReportRun], path: Path) -> None:

@@ -5,9 +5,10 @@ A local model is opened by the harness like every other scenario's (the same set
 reached through its wire API (``llmbench.serving`` targets over ``llmbench.transport``).
 
 In-process serving is batched where the backend can (llama.cpp: continuous batching, one KV
-sequence of ``n_ctx`` tokens per slot, as many slots as the largest concurrency), so throughput and
-TTFT by concurrency show how the model serves, not how a queue waits; other backends serve one
-request at a time behind a queue, and the stored result says which (``batching``).
+sequence of ``n_ctx`` tokens per slot, as many slots as the largest concurrency; transformers:
+its continuous-batching generation, for causal models, where the installed version has it), so
+throughput and TTFT by concurrency show how the model serves, not how a queue waits; other
+backends serve one request at a time behind a queue, and the stored result says which (``batching``).
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ class LoadConfig(ScenarioConfig):
     max_in_flight: int = 1024
     seed: int = 0
     batching: Literal["auto", "continuous", "queue"] = "auto"
-    """A model in this process: ``continuous`` batching (llama.cpp), ``queue`` (one request at a
-    time), or ``auto`` (batched where the backend can, else queued)."""
+    """A model in this process: ``continuous`` batching (llama.cpp; transformers' own for causal
+    models), ``queue`` (one request at a time), or ``auto`` (batched where the backend can, else queued)."""
     slots: int | None = None
     """Requests a batched in-process model decodes together (default: the largest concurrency)."""
 
@@ -285,7 +286,7 @@ def _in_process_target(config: LoadConfig, opened: Opened) -> Target:
     if config.batching == "continuous" and not batched:
         raise InvalidOptionError(
             f"the {backend.name} backend has no batched serving in this process",
-            "use --batching queue (requests one at a time), or a GGUF model on llama.cpp",
+            "use --batching queue (requests one at a time), or a causal model on llama.cpp or transformers",
         )
     if not batched:
         return InProcessTarget(backend, opened.model.name, force_new_tokens=force)
