@@ -137,7 +137,29 @@ def test_library_call_returns_the_vectors(tiny_mean: Path) -> None:
     vectors = llmbench.embed(TEXTS[:3], model=str(tiny_mean), threads=1)
     assert vectors.shape == (3, 32)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)  # the Normalize module
-    assert llmbench.embed("one text", model=str(tiny_mean), threads=1).shape == (1, 32)
+    single = llmbench.embed(TEXTS[1], model=str(tiny_mean), threads=1)
+    assert single.shape == (32,)  # a str gives one 1-D vector, as SentenceTransformer.encode(str)
+    assert np.allclose(single, vectors[1], atol=1e-6)
+
+
+@pytest.mark.parametrize(("pooling", "normalize"), [("mean_tokens", True), ("lasttoken", False)])
+def test_pipeline_embeddings_equal_the_transformers_backend_and_sentence_transformers(
+    tmp_path: Path, minilm: Path, pooling: str, normalize: bool
+) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from llmbench.backends import get_backend
+
+    folder = _tiny_bert(tmp_path / "tiny", minilm, pooling, normalize)
+    with _backend(folder) as direct:
+        expected = direct.embed(TEXTS, batch_size=3)
+    with get_backend("pipeline")(resolve_model(str(folder)), LoadOptions(threads=1)) as pipeline:
+        # Batches of 3 texts of different lengths: the shorter ones are padded in the pipeline's batch.
+        got = pipeline.embed(TEXTS, batch_size=3)
+    theirs = SentenceTransformer(str(folder), device="cpu").encode(TEXTS, batch_size=3)
+    assert got.dtype.name == "float32" and got.shape == expected.shape == (len(TEXTS), 32)
+    assert max(_distance(got, expected)) < 1e-5
+    assert max(_distance(got, theirs)) < 1e-5
 
 
 # -- reading the folder --------------------------------------------------------------------------

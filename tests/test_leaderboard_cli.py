@@ -172,3 +172,31 @@ def test_html_report_marks_the_front(tmp_path: Path, fake_sweep: str) -> None:
         assert page.locator(".plotly-graph-div path.point").count() >= 8
         browser.close()
         assert problems == []
+
+
+def _stored_run() -> None:
+    """One hand-built timed run and evaluation in the test's store (no model is loaded)."""
+    from llmbench.measurement.metrics import Summary
+    from llmbench.measurement.results import Accuracy, GenerationResult, MemoryUsage
+    from llmbench.store import RunRecord
+
+    config = {"n_ctx": 2048, "threads": 2, "options": {}}
+    timed = GenerationResult(summary={"decode_tok_s": Summary.of([50.0])}, memory=MemoryUsage(peak_rss_bytes=2**28))
+    evaluation = EvalResult(task="t", examples=10, accuracy={"sum": Accuracy(0.5, 0.2, 0.8, 5, 10)})
+    with Store() as store:
+        store.save(RunRecord("generate", "ok", "m", "llama.cpp", config, {}, result=timed, model_path="/m.gguf"))
+        store.save(RunRecord("eval", "ok", "m", "llama.cpp", config, {}, result=evaluation, model_path="/m.gguf"))
+
+
+def test_bad_columns_normalization_and_limits_are_one_line_errors() -> None:
+    """The bugs: ``--columns ,`` printed an empty table, a mistyped normalization dropped every accuracy,
+    and out-of-range ``recommend`` limits were taken; each exited 0."""
+    _stored_run()
+    line = one_line_error(*run_cli("leaderboard", "--columns", ",")[::2], "--columns names no column")
+    assert "decode_tok_s" in line
+    one_line_error(*run_cli("leaderboard", "--normalization", "per_chars")[::2], "unknown normalization", "per_char")
+    one_line_error(*run_cli("recommend", "--min-accuracy", "5")[::2], "--min-accuracy must lie between 0 and 1")
+    one_line_error(*run_cli("recommend", "--max-memory", "0")[::2], "--max-memory must be a positive number")
+    code, out, err = run_cli("leaderboard", "--columns", "model,decode", "--format", "csv")
+    assert code == 0, err
+    assert list(csv.DictReader(io.StringIO(out))) == [{"model": "m", "decode_tok_s": "50.0"}]

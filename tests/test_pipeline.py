@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,3 +55,49 @@ def test_pipeline_tasks_are_checked() -> None:
         pipeline_task("summarize", "causal", supported)
     with pytest.raises(InvalidOptionError, match="no text2text-generation pipeline"):
         pipeline_task(None, "seq2seq", supported)
+
+
+@pytest.fixture(scope="module")
+def tiny_bos_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random 2-layer llama whose tokenizer adds a BOS, as Llama-style tokenizers do."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from conftest import tiny_word_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bos-llama")
+    tiny_word_tokenizer(folder, {"bos_token": "<s>", "eos_token": "</s>"}, "<s> $A")
+    config = LlamaConfig(
+        vocab_size=len(AutoTokenizer.from_pretrained(folder)), hidden_size=32, intermediate_size=64,
+        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=0, eos_token_id=1, pad_token_id=None,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_pipeline_runs_the_prompt_ids_without_a_second_bos(tiny_bos_llama: Path) -> None:
+    from llmbench.backends import get_backend
+    from llmbench.backends.transformers import TransformersBackend
+    from llmbench.measurement.prompts import PASSAGE
+
+    model = resolve_model(str(tiny_bos_llama))
+    config = GenerationConfig(max_new_tokens=4, force_new_tokens=True)
+    seen: list[list[int]] = []
+
+    def capture(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+        seen.append(ids.tolist()[0])
+
+    with TransformersBackend(model, LoadOptions(threads=1)) as direct:
+        prompt_ids = direct.tokenize(" ".join(PASSAGE.split()[:12]))
+        expected: list[int] = []
+        direct.generate_tokens(prompt_ids, config, expected.append)
+    assert prompt_ids[0] == 0 and prompt_ids[1] != 0  # one BOS, from the tokenizer
+    with get_backend("pipeline")(model, LoadOptions(threads=1)) as pipeline:
+        pipeline.pipe.model.register_forward_pre_hook(capture, with_kwargs=True)  # type: ignore[attr-defined]
+        got: list[int] = []
+        pipeline.generate_tokens(prompt_ids, config, got.append)
+    assert seen[0] == prompt_ids  # the model ran the stored prompt: no second BOS
+    assert got == expected

@@ -7,12 +7,15 @@ from typing import Any
 
 import pytest
 
+from llmbench.errors import InvalidOptionError
 from llmbench.measurement.metrics import Summary
 from llmbench.measurement.results import Accuracy, EvalResult, GenerationResult, MemoryUsage
 from llmbench.selection import (
     Constraints,
     Price,
     build_leaderboard,
+    columns_for,
+    flat,
     holm,
     paired_tests,
     pareto_front,
@@ -194,3 +197,129 @@ def test_roofline_read_through_the_registry_when_it_is_there(monkeypatch: pytest
     broken = registry.Metric("prefill_roofline", "p", "p", "fraction", lambda source: math.nan)
     monkeypatch.setitem(registry.BY_KEY, "prefill_roofline", broken)
     assert "prefill_roofline" not in build_leaderboard([_timed("llama.cpp", 50.0, 0.02, 300)]).rows[0].roofline
+
+
+SERVER = "http://127.0.0.1:8000/v1"
+
+
+def _served(prompt: int | None, output: float | None) -> RunRecord:
+    """A timed run of an API target: ``prompt`` tokens in, ``output`` tokens out per generation."""
+    summary = {"decode_tok_s": Summary.of([40.0]), "ttft_s": Summary.of([0.1])}
+    if output is not None:
+        summary["output_tokens"] = Summary.of([output, output])
+    config: dict[str, Any] = {"n_ctx": 2048, "threads": 2, "options": {}}
+    if prompt is not None:
+        config["prompt_tokens"] = prompt
+    return RunRecord(
+        "generate", "ok", "m", "openai", config, {}, result=GenerationResult(summary=summary), model_path=SERVER
+    )
+
+
+def test_api_cost_prices_input_and_output_tokens() -> None:
+    """The bug: --price-per-m-input was stored and never used (the cost was the output price alone)."""
+    price = Price(per_million_input=1.0, per_million_output=2.0)
+    (row,) = build_leaderboard([_served(128, 64)], price=price).rows
+    # one generation: 128 x 1 + 64 x 2 per million tokens = 256 per million; over 64 output tokens, 4 per million
+    assert row.cost is not None and row.cost.per_million_output == pytest.approx(4.0)
+    assert row.cost.basis == "API price" and row.cost.missing == ()
+    (alone,) = build_leaderboard([_served(128, 64)], price=Price(per_million_input=1.0)).rows
+    assert alone.cost is not None and alone.cost.per_million_output == pytest.approx(2.0)  # 128 x 1 / 64
+    # without the token counts the input price cannot be applied: missing, said, never zero
+    (unknown,) = build_leaderboard([_served(None, 64)], price=price).rows
+    assert unknown.cost is not None and unknown.cost.per_million_output is None and unknown.axis("cost") is None
+    assert "token counts" in unknown.cost.missing[0]
+    texted = _served(128, 64)
+    texted.config["prompt"] = "a text prompt of unknown length"  # older run: prompt_tokens was not what was sent
+    (text,) = build_leaderboard([texted], price=price).rows
+    assert text.cost is not None and text.cost.per_million_output is None
+    # an evaluation stores no token counts: its cost per correct answer is missing, not zero
+    evaluated = _evaluated("openai", 5, 10, model=SERVER)
+    (both,) = build_leaderboard([_served(128, 64), evaluated], price=price).rows
+    assert both.cost is not None and both.cost.per_correct == {}
+    assert any(note.startswith("cost per correct answer on t") for note in both.cost.missing)
+    board = build_leaderboard([_served(128, 64), evaluated], price=price)
+    assert flat(board, board.rows[0])["cost_per_correct:t"] is None
+    assert "token counts" in flat(board, board.rows[0])["cost_missing"]
+
+
+def test_an_unknown_normalization_is_refused_with_a_hint() -> None:
+    """The bug: a typo in --normalization silently dropped every accuracy."""
+    records = [_evaluated("llama.cpp", 5, 10)]
+    with pytest.raises(InvalidOptionError, match="unknown normalization 'per_chars'") as caught:
+        build_leaderboard(records, normalization="per_chars")
+    assert caught.value.hint is not None and "did you mean 'per_char'?" in caught.value.hint
+    assert build_leaderboard(records, normalization="per_char").rows[0].scores == {}  # known, not evaluated
+    assert build_leaderboard(records, normalization="sum").rows[0].accuracy("t") == 0.5
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"min_accuracy": 5.0},
+        {"min_accuracy": -0.1},
+        {"min_decode_tps": -5.0},
+        {"max_memory_bytes": 0},
+        {"max_ttft_ms": -1.0},
+        {"max_cost_per_million": math.inf},
+        {"min_decode_tps": math.nan},
+    ],
+)
+def test_constraints_out_of_range_are_refused(limits: dict[str, float]) -> None:
+    with pytest.raises(InvalidOptionError, match="must"):
+        Constraints(**limits)  # type: ignore[arg-type]
+
+
+def test_constraints_at_their_bounds_are_taken() -> None:
+    assert Constraints(min_accuracy=0.0).limits() == [("accuracy", "min", 0.0)]
+    assert Constraints(min_accuracy=1.0, max_memory_bytes=1).limits()[0] == ("memory", "max", 1.0)
+
+
+def _gpu(memory: MemoryUsage) -> RunRecord:
+    result = GenerationResult(summary={"decode_tok_s": Summary.of([50.0])}, memory=memory)
+    return RunRecord("generate", "ok", "m", "transformers", {"device": "cuda"}, {}, result=result, model_path=MODEL)
+
+
+def test_memory_is_one_labelled_measure() -> None:
+    """The bug: GPU rows took torch's allocated count (and an older whole-GPU figure) ahead of this process's VRAM."""
+    every = MemoryUsage(
+        peak_rss_bytes=900 * MiB,
+        peak_vram_allocated_bytes=300 * MiB,
+        peak_vram_reserved_bytes=400 * MiB,
+        peak_vram_process_bytes=700 * MiB,
+        peak_vram_device_bytes=2000 * MiB,
+    )
+    (row,) = build_leaderboard([_gpu(every)]).rows
+    assert row.memory is not None and (row.memory.bytes, row.memory.source) == (700 * MiB, "vram")
+    assert row.memory.measure == "process VRAM (NVML)"
+    torch_only = MemoryUsage(peak_rss_bytes=900 * MiB, peak_vram_allocated_bytes=300 * MiB, peak_vram_reserved_bytes=400 * MiB)  # fmt: skip
+    (reserved,) = build_leaderboard([_gpu(torch_only)]).rows
+    assert reserved.memory is not None and (reserved.memory.bytes, reserved.memory.measure) == (
+        400 * MiB,
+        "torch reserved",
+    )
+    (allocated,) = build_leaderboard([_gpu(MemoryUsage(peak_vram_allocated_bytes=300 * MiB))]).rows
+    assert allocated.memory is not None and allocated.memory.measure == "torch allocated"
+    (cpu,) = build_leaderboard([_timed("llama.cpp", 50.0, 0.02, 300)]).rows
+    assert cpu.memory is not None and (cpu.memory.bytes, cpu.memory.source, cpu.memory.measure) == (
+        300 * MiB,
+        "rss",
+        "peak RSS",
+    )
+    board = build_leaderboard([_gpu(every)])
+    assert flat(board, board.rows[0])["memory_source"] == "measured VRAM: process VRAM (NVML)"
+
+
+def test_each_axis_is_stated_once() -> None:
+    from dataclasses import fields
+
+    from llmbench.harness import ModelSetup
+    from llmbench.selection import AXES, AXIS_COLUMNS, AXIS_NAMES, WEIGHT_NAMES
+    from llmbench.selection._configs import SETUP_KEYS
+    from llmbench.sweep._plan import _SETUP_CHOICES
+
+    assert ("accuracy", *AXES) == WEIGHT_NAMES and set(AXIS_NAMES) == set(WEIGHT_NAMES)
+    board = build_leaderboard([_timed("llama.cpp", 50.0, 0.02, 300)], price=Price(per_hour=1.0))
+    keys = {column.key for column in columns_for(board)}
+    assert set(AXIS_COLUMNS) == set(AXES) and set(AXIS_COLUMNS.values()) <= keys
+    load = {f.name for f in fields(ModelSetup)} - {"model", "backend", "options"}
+    assert set(SETUP_KEYS) == set(_SETUP_CHOICES) == load

@@ -2,18 +2,23 @@
 direct transformers backend, so the difference is what the pipeline costs.
 
 The model loads exactly as on the transformers backend (same options, same checks:
-``backends.transformers._load``) and is wrapped in ``transformers.pipeline(task, model=...,
+:func:`llmbench.backends.transformers.load_model`) and is wrapped in ``transformers.pipeline(task, model=...,
 tokenizer=...)``. Backend options: ``task`` (default from the model's family: ``text-generation``
 for causal models, ``text2text-generation`` for seq2seq, ``feature-extraction`` for embedding
 models, ``image-to-text`` for vision models; a task the installed transformers has renamed runs
 under its new name, stored as ``pipeline_task``), plus the transformers backend's load options.
 
 Timing: the pipeline takes text, so the prompt ids are decoded and handed to it as text (it
-tokenizes them again, as it does for its users); generated tokens are timestamped by a streamer
+tokenizes them again, as it does for its users, with ``add_special_tokens=False``: the ids already
+carry their special tokens, so a Llama-style BOS is not doubled and the model runs the stored
+prompt); generated tokens are timestamped by a streamer
 passed through to ``generate``, so TTFT and decode are measured as on the direct path, and the
 end-to-end time includes the pipeline's pre- and post-processing. A task whose pipeline takes no
 streamer reports each output at the end (TTFT = end to end; stored as ``pipeline_streamed: false``).
-``feature-extraction`` embeds through :meth:`PipelineBackend.embed` (mean of the token vectors).
+``feature-extraction`` embeds through :meth:`PipelineBackend.embed`: the pipeline's batches (padded
+to their longest text) are pooled as the transformers backend pools them (the folder's
+sentence-transformers pooling and ``Normalize``, ``max_seq_length``, ``do_lower_case``) over each
+text's real tokens only, read from the attention mask, so the vectors equal that backend's.
 """
 
 from __future__ import annotations
@@ -22,14 +27,19 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message
-from llmbench.backends.transformers._load import (
+from llmbench.backends.transformers import (
     KNOWN_OPTIONS,
+    EmbeddingSpec,
     check_supported,
     import_runtime,
     load_kwargs,
     load_model,
+    read_embedding_spec,
+    sampling_kwargs,
+    sentence_vectors,
+    timing_streamer,
+    token_limit,
 )
-from llmbench.backends.transformers._streamer import timing_streamer
 from llmbench.errors import InvalidOptionError
 from llmbench.models import ModelFamily, ModelRef, model_family
 
@@ -93,7 +103,18 @@ class PipelineBackend(Backend):
         hf_model.eval()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.pipe = transformers.pipeline(self.task, model=hf_model, tokenizer=self.tokenizer)
+        self.spec: EmbeddingSpec | None = None
+        if self.task == "feature-extraction":
+            self.spec = read_embedding_spec(model.folder)
+            self.max_length = token_limit(self.spec, hf_model, self.tokenizer)
+            hidden_size = int(getattr(hf_model.config, "hidden_size", 0) or 0)
+            self.dimension = hidden_size * len(self.spec.pooling)
+            pooled = _pooling_pipeline(transformers, self.torch, self.spec)
+            self.pipe = transformers.pipeline(
+                self.task, model=hf_model, tokenizer=self.tokenizer, pipeline_class=pooled
+            )
+        else:
+            self.pipe = transformers.pipeline(self.task, model=hf_model, tokenizer=self.tokenizer)
         self.streamed = self.task in _TEXT_TASKS
         self.load_facts.update({"pipeline_task": self.task, "pipeline_streamed": self.streamed})
         defaults = getattr(hf_model, "generation_config", None)
@@ -112,33 +133,41 @@ class PipelineBackend(Backend):
             )
         from transformers import GenerationConfig as HFGenerationConfig
 
-        from llmbench.backends.transformers._backend import _sampling
-
         force = config.force_new_tokens
         streamer, finished = timing_streamer(on_token, self.eos_ids, force)
         generation_config = HFGenerationConfig(  # type: ignore[no-untyped-call]
-            **_sampling(config),
+            **sampling_kwargs(config),
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=[] if force else sorted(self.eos_ids),  # [] is kept; None would be refilled
             bos_token_id=self.tokenizer.bos_token_id,
         )
         text = self.tokenizer.decode(list(prompt_ids), skip_special_tokens=False)
         self.torch.manual_seed(config.seed)
-        extra: dict[str, Any] = {"return_full_text": False} if self.task == "text-generation" else {}
+        extra: dict[str, Any] = (
+            {"return_full_text": False, "add_special_tokens": False} if self.task == "text-generation" else {}
+        )
         with self.torch.inference_mode():
             self.pipe(text, generation_config=generation_config, streamer=streamer, **extra)
         return "stop" if finished else "length"
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> Any:
-        """One vector per text: the mean of the pipeline's token vectors (feature-extraction)."""
-        if self.task != "feature-extraction":
+        """One float32 vector per text (feature-extraction), pooled as the transformers backend pools."""
+        if self.spec is None:
             raise InvalidOptionError(
                 f"the {self.task} pipeline does not embed", "load an embedding model, or -o task=feature-extraction"
             )
         import numpy as np
 
-        outputs = self.pipe(list(texts), batch_size=batch_size)
-        return np.stack([np.asarray(output, dtype=np.float32)[0].mean(axis=0) for output in outputs])
+        if batch_size < 1:
+            raise InvalidOptionError(
+                f"batch size must be at least 1, got {batch_size}", "use a batch size of 1 or more"
+            )
+        inputs = [text.lower() for text in texts] if self.spec.do_lower_case else list(texts)
+        if not inputs:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        truncate = {"truncation": "longest_first", "max_length": self.max_length}
+        outputs = self.pipe(inputs, batch_size=batch_size, tokenize_kwargs=truncate)
+        return np.stack([np.asarray(output, dtype=np.float32) for output in outputs])
 
     def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
@@ -158,3 +187,19 @@ class PipelineBackend(Backend):
             del self.pipe
             if self.torch.cuda.is_available():
                 self.torch.cuda.empty_cache()
+
+
+def _pooling_pipeline(transformers: Any, torch: Any, spec: EmbeddingSpec) -> Any:
+    """A ``FeatureExtractionPipeline`` whose forward keeps the attention mask beside the token
+    vectors, so each text (unbatched from a padded batch) is pooled over its real tokens only."""
+
+    class PooledFeatureExtraction(transformers.FeatureExtractionPipeline):  # type: ignore[misc]
+        def _forward(self, model_inputs: Any) -> dict[str, Any]:
+            output = self.model(**model_inputs)
+            hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
+            return {"last_hidden_state": hidden, "attention_mask": model_inputs["attention_mask"]}
+
+        def postprocess(self, model_outputs: Any, **kwargs: Any) -> Any:
+            return sentence_vectors(torch, model_outputs["last_hidden_state"], model_outputs["attention_mask"], spec)[0]
+
+    return PooledFeatureExtraction

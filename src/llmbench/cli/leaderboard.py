@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-SORT_ALIASES = {"decode": "decode_tok_s", "ttft": "ttft_ms", "memory": "memory_mib", "cost": "cost_per_m_output"}
 _FILTER = re.compile(r"^\s*([\w:.\-]+)\s*(>=|<=|!=|=|<|>|~)\s*(.*?)\s*$")
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">=": operator.ge,
@@ -42,7 +41,11 @@ def selection_options(fn: F) -> F:
             help="Only these sweeps' configurations (LAST = newest).",
         ),
         click.option("--price-per-hour", type=float, help="What the machine costs per hour (any currency)."),
-        click.option("--price-per-m-input", type=float, help="An API target's price per million input tokens."),
+        click.option(
+            "--price-per-m-input",
+            type=float,
+            help="An API target's price per million input (prompt) tokens; needs a timed run's token counts.",
+        ),
         click.option("--price-per-m-output", type=float, help="An API target's price per million output tokens."),
         click.option("--normalization", help="Accuracy under this normalization (default: each evaluation's first)."),
         click.option(
@@ -63,7 +66,7 @@ def load_board(
     alpha: float,
 ) -> Leaderboard:
     from llmbench.errors import InvalidOptionError
-    from llmbench.selection import Price, leaderboard_from_store
+    from llmbench.selection import Price, check_normalization, leaderboard_from_store
     from llmbench.store import Store
 
     for name, value in (("--price-per-hour", price_per_hour), ("--price-per-m-input", price_per_m_input),
@@ -72,6 +75,8 @@ def load_board(
             raise InvalidOptionError(f"{name} must be a positive number, got {value}", f"e.g. {name} 1.5")
     if not 0 < alpha < 1:
         raise InvalidOptionError(f"--alpha must lie between 0 and 1, got {alpha}", "e.g. --alpha 0.05")
+    if normalization is not None:
+        check_normalization(normalization)
     price = Price(price_per_hour, price_per_m_input, price_per_m_output)
     with Store() as store:
         chosen = _sweep_ids(store, sweeps)
@@ -188,7 +193,7 @@ def _rule(text: str) -> tuple[str, str, str]:
     if not match:
         raise InvalidOptionError(f"cannot read filter {text!r}", "write KEY=VALUE, KEY~TEXT or KEY>=NUMBER")
     key, op, value = match.groups()
-    return SORT_ALIASES.get(key, key), op, value
+    return _alias(key), op, value
 
 
 def _matches(board: Leaderboard, row: Row, rule: tuple[str, str, str]) -> bool:
@@ -223,7 +228,7 @@ def _sorted(board: Leaderboard, rows: list[Row], key: str | None, tasks: Sequenc
 
     if key is None or key == "accuracy":
         key = f"accuracy:{tasks[0]}" if tasks else "decode_tok_s"
-    key = SORT_ALIASES.get(key, key)
+    key = _alias(key)
     columns = {column.key: column for column in _all_columns(board)}
     if key not in columns:
         raise InvalidOptionError(f"cannot sort by {key!r}", f"columns: {', '.join(columns)[:300]}")
@@ -242,6 +247,13 @@ def _sorted(board: Leaderboard, rows: list[Row], key: str | None, tasks: Sequenc
         return (0, str(value))
 
     return sorted(rows, key=rank)
+
+
+def _alias(key: str) -> str:
+    """An axis name (``decode``, ``memory``, ...) stands for its column; anything else for itself."""
+    from llmbench.selection import AXIS_COLUMNS
+
+    return AXIS_COLUMNS.get(key, key)
 
 
 def _all_columns(board: Leaderboard) -> list[Column]:
@@ -265,7 +277,7 @@ def _columns(board: Leaderboard, tasks: Sequence[str], wanted: str | None) -> li
     by_key = {column.key: column for column in every}
     chosen = []
     for key in (part.strip() for part in wanted.split(",") if part.strip()):
-        key = SORT_ALIASES.get(key, key)
+        key = _alias(key)
         if key not in by_key:
             import difflib
 
@@ -275,6 +287,10 @@ def _columns(board: Leaderboard, tasks: Sequence[str], wanted: str | None) -> li
                 f"did you mean {close[0]!r}?" if close else f"columns: {', '.join(by_key)[:300]}",
             )
         chosen.append(by_key[key])
+    if not chosen:
+        raise InvalidOptionError(
+            "--columns names no column", f"name one or more, comma-separated: {', '.join(by_key)[:300]}"
+        )
     return chosen
 
 

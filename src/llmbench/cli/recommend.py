@@ -61,8 +61,10 @@ def recommend_command(
     from llmbench.selection import Constraints, recommend
 
     memory = _size(max_memory) if max_memory is not None else None
-    if max_cost is not None and not (price_per_hour or price_per_m_output):
-        raise InvalidOptionError("--max-cost needs a price", "add --price-per-hour (or --price-per-m-output)")
+    if max_cost is not None and not (price_per_hour or price_per_m_input or price_per_m_output):
+        raise InvalidOptionError(
+            "--max-cost needs a price", "add --price-per-hour (or --price-per-m-input / --price-per-m-output)"
+        )
     constraints = Constraints(task, memory, min_decode_tps, max_ttft_ms, max_cost, min_accuracy)
     parsed = _weights(weights)
     board = load_board(sweeps, price_per_hour, price_per_m_input, price_per_m_output, normalization, alpha)

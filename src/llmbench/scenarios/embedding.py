@@ -228,7 +228,9 @@ def embed(
     threads: int | None = None,
     options: Mapping[str, Any] | None = None,
 ) -> Any:
-    """The vectors of ``texts`` (a float32 numpy array, one row per text) from an embedding model.
+    """The vectors of ``texts`` (a float32 numpy array, one row per text) from an embedding model;
+    a single ``str`` gives its one vector as a 1-D array (shape ``(d,)``), as
+    ``SentenceTransformer.encode(str)`` does.
 
     ``model`` is a model folder (a sentence-transformers folder or an encoder model), a cached Hub id,
     or a :class:`~llmbench.harness.ModelSetup`. The model loads, embeds and is freed; nothing is
@@ -247,4 +249,6 @@ def embed(
     backend_cls = setup.backend_class(ref)
     check_embedding(backend_cls, ref)
     with backend_cls(ref, setup.load_options()) as loaded:
-        return loaded.embed([texts] if isinstance(texts, str) else list(texts), batch_size=batch_size)
+        if isinstance(texts, str):
+            return loaded.embed([texts], batch_size=batch_size)[0]
+        return loaded.embed(list(texts), batch_size=batch_size)

@@ -11,7 +11,7 @@ stays missing (None), never zero. See docs/selection.md.
 """
 
 from llmbench.selection._configs import Configuration, configuration_of, label_of
-from llmbench.selection._join import build_leaderboard, outcomes, task_key
+from llmbench.selection._join import build_leaderboard, check_normalization, outcomes, task_key
 from llmbench.selection._pareto import dominates, pareto_front
 from llmbench.selection._recommend import (
     WEIGHT_NAMES,
@@ -28,6 +28,10 @@ from llmbench.selection._table import COLUMNS, as_json, columns_for, flat, flat_
 from llmbench.selection._ties import holm, paired_tests
 from llmbench.selection._types import (
     AXES,
+    AXIS_COLUMNS,
+    AXIS_LIST,
+    AXIS_NAMES,
+    Axis,
     Cost,
     Leaderboard,
     MemoryFigure,
@@ -40,8 +44,12 @@ from llmbench.selection._types import (
 
 __all__ = [
     "AXES",
+    "AXIS_COLUMNS",
+    "AXIS_LIST",
+    "AXIS_NAMES",
     "COLUMNS",
     "WEIGHT_NAMES",
+    "Axis",
     "Configuration",
     "Constraints",
     "Cost",
@@ -57,6 +65,7 @@ __all__ = [
     "Unmeasured",
     "as_json",
     "build_leaderboard",
+    "check_normalization",
     "columns_for",
     "configuration_of",
     "dominates",

@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
+from llmbench.harness import ModelSetup
 from llmbench.store import RunRecord
 
-SETUP_KEYS = ("n_ctx", "threads", "device", "dtype")
-"""The set-up settings (besides the options) that make a configuration, as stored in a run's config."""
+SETUP_KEYS = tuple(f.name for f in fields(ModelSetup) if f.name not in ("model", "backend", "options"))
+"""The set-up settings (besides the options) that make a configuration, as stored in a run's config:
+the load settings of :class:`~llmbench.harness.ModelSetup` (model, backend and options are kept apart)."""
+_FLAGS = {"n_ctx": "--n-ctx", "threads": "-t"}
+"""Set-up settings whose flag is not ``--NAME`` (underscores as dashes)."""
 _HIDDEN_OPTIONS = frozenset({"api_key"})
 
 
@@ -55,9 +59,8 @@ class Configuration:
     def command(self, verb: str, *extra: str) -> str:
         """The exact ``llmbench VERB`` command that runs this configuration (shell-quoted)."""
         parts = ["llmbench", verb, self.model, "-b", self.backend]
-        flags = {"n_ctx": "--n-ctx", "threads": "-t", "device": "--device", "dtype": "--dtype"}
         for name, value in self.setup:
-            parts += [flags[name], _text(json.loads(value))]
+            parts += [_FLAGS.get(name, "--" + name.replace("_", "-")), _text(json.loads(value))]
         for name, value in self.options:
             parts += ["-o", f"{name}={_text(json.loads(value))}"]
         parts += list(extra)

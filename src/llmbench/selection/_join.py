@@ -11,19 +11,27 @@ Rules, each stated once here:
   is exactly the row's.
 - Speed is the newest timed run's (``llmbench run``, a sweep's generate run): mean TTFT and mean
   decode tok/s. Load-test throughput is the best step's output tok/s of the newest load test.
-- Memory is measured peak (VRAM when the GPU was measured, else RSS) of the timed run, else of the
-  load test, else the largest of the evaluations; where nothing was measured, the memory plan's
-  total, marked as estimated.
+- Memory is one measure per row, labelled: on the GPU this process's VRAM (NVML), else torch's
+  reserved, else its allocated peak (else an older run's whole-GPU figure); on the CPU peak RSS. It
+  is the timed run's, else the load test's, else the largest of the evaluations'; where nothing was
+  measured, the memory plan's total, marked as estimated.
+- Cost (given a price): a machine's price per hour over measured throughput; an API target's
+  prices per million input and output tokens over the timed run's token counts (prompt x input
+  price + output x output price, per output token). What cannot be priced is listed as missing in
+  :attr:`Cost.missing`, never read as zero.
 - Per task, the evaluation with the most examples is shown (the newest among equals), under the
-  requested normalization (default: the evaluation's first).
+  requested normalization (default: the evaluation's first); a normalization the scoring package
+  does not define is refused.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from llmbench.errors import InvalidOptionError
 from llmbench.measurement import registry
 from llmbench.measurement.results import EvalResult, GenerationResult, LoadResult, RunResult
 from llmbench.selection._configs import Configuration, configuration_of, label_of, varying
@@ -35,6 +43,7 @@ from llmbench.selection._types import (
     Cost,
     Leaderboard,
     MemoryFigure,
+    MemorySource,
     PairTest,
     Price,
     Row,
@@ -68,6 +77,8 @@ def build_leaderboard(
     alpha: float = 0.05,
 ) -> Leaderboard:
     """One row per configuration with a finished run among ``records``, ties and fronts marked."""
+    if normalization is not None:
+        check_normalization(normalization)
     grouped: dict[Configuration, list[RunRecord]] = {}
     for record in records:
         if record.status == "ok" and record.kind in _KINDS and record.result is not None:
@@ -91,6 +102,21 @@ def build_leaderboard(
     return Leaderboard(tuple(rows), tasks, tuple(pairs), price, alpha)
 
 
+def check_normalization(normalization: str) -> None:
+    """Refuse a normalization the scoring package does not define (a typo would drop every accuracy)."""
+    import difflib
+
+    from llmbench.scoring import NORMALIZATIONS
+
+    if normalization in NORMALIZATIONS:
+        return
+    close = difflib.get_close_matches(normalization, NORMALIZATIONS, n=1)
+    raise InvalidOptionError(
+        f"unknown normalization {normalization!r}",
+        (f"did you mean {close[0]!r}? " if close else "") + f"choose one of: {', '.join(NORMALIZATIONS)}",
+    )
+
+
 def _row(
     configuration: Configuration,
     records: list[RunRecord],
@@ -103,6 +129,7 @@ def _row(
     evals = [r for r in records if isinstance(r.result, EvalResult)]
     label_from = timed or load or records[0]
     facts = facts_reader(configuration) if facts_reader is not None else None
+    prompt_tokens, output_tokens = _tokens(timed, load)
     return Row(
         configuration=configuration,
         label=label_of(label_from),
@@ -112,6 +139,8 @@ def _row(
         decode_tok_s=registry.DECODE.value(timed.result) if timed and timed.result else None,
         load_tok_s=_load_throughput(load.result) if load and isinstance(load.result, LoadResult) else None,
         memory=_memory(timed, load, evals, facts),
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
         roofline=_roofline(timed.result) if timed and timed.result else {},
         facts=facts,
         timed_run=timed.id if timed else None,
@@ -156,14 +185,52 @@ def _load_throughput(result: LoadResult) -> float | None:
     return max(measured) if measured else None
 
 
-def _peak(result: RunResult | None) -> tuple[int, str] | None:
-    if result is None:
+def _tokens(timed: RunRecord | None, load: RunRecord | None) -> tuple[float | None, float | None]:
+    """Prompt and mean output tokens of one generation: the timed run's, else the load test's best step's."""
+    if timed is not None and isinstance(timed.result, GenerationResult):
+        output = timed.result.summary.get("output_tokens")
+        return _prompt_tokens(timed), _mean(output.mean if output is not None and output.count else None)
+    if load is not None and isinstance(load.result, LoadResult):
+        steps = [step for step in load.result.steps if step.step_status == "ok" and step.output_tokens is not None]
+        best = max(steps, key=lambda step: registry.OUTPUT_RATE.value(step) or 0.0, default=None)
+        output = best.output_tokens if best is not None else None
+        return _prompt_tokens(load), _mean(output.mean if output is not None and output.count else None)
+    return None, None
+
+
+def _prompt_tokens(record: RunRecord) -> float | None:
+    """The prompt length the run stored; the requested ``prompt_tokens`` only where the prompt was synthetic."""
+    config = record.config
+    value = config.get("prompt_length")
+    if value is None and not any(config.get(key) for key in ("prompt", "chat", "images", "prompts_file")):
+        value = config.get("prompt_tokens")
+    return _mean(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _mean(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) and value > 0 else None
+
+
+_VRAM_MEASURES = (
+    ("peak_vram_process_bytes", "process VRAM (NVML)"),
+    ("peak_vram_reserved_bytes", "torch reserved"),
+    ("peak_vram_allocated_bytes", "torch allocated"),
+    ("peak_vram_nvml_bytes", "GPU in use by every process (older run)"),
+)
+"""A GPU run's peak memory, best measure first: this process's VRAM, then torch's own counts."""
+
+
+def _peak(record: RunRecord | None) -> MemoryFigure | None:
+    """A run's peak memory, one measure, labelled: VRAM where the GPU was measured, else peak RSS."""
+    if record is None or record.result is None:
         return None
-    memory = result.memory
-    if memory.peak_vram_bytes:
-        return memory.peak_vram_bytes, "vram"
+    memory = record.result.memory
+    for name, measure in _VRAM_MEASURES:
+        value = getattr(memory, name)
+        if value:
+            return MemoryFigure(value, "vram", record.id, measure)
     if memory.peak_rss_bytes:
-        return memory.peak_rss_bytes, "rss"
+        return MemoryFigure(memory.peak_rss_bytes, "rss", record.id, "peak RSS")
     return None
 
 
@@ -171,15 +238,15 @@ def _memory(
     timed: RunRecord | None, load: RunRecord | None, evals: list[RunRecord], facts: SpecFacts | None
 ) -> MemoryFigure | None:
     for record in (timed, load):
-        found = _peak(record.result) if record is not None else None
-        if record is not None and found is not None:
-            return MemoryFigure(found[0], "vram" if found[1] == "vram" else "rss", record.id)
-    measured = [(peak, record) for record in evals if (peak := _peak(record.result)) is not None]
+        found = _peak(record)
+        if found is not None:
+            return found
+    measured = [found for record in evals if (found := _peak(record)) is not None]
     if measured:
-        (size, kind), record = max(measured, key=lambda item: item[0][0])
-        return MemoryFigure(size, "vram" if kind == "vram" else "rss", record.id)
+        return max(measured, key=lambda figure: (figure.source == "vram", figure.bytes))
     if facts is not None and facts.planned_peak_bytes:
-        return MemoryFigure(facts.planned_peak_bytes, "plan")
+        source: MemorySource = "plan"
+        return MemoryFigure(facts.planned_peak_bytes, source, None, "memory plan")
     return None
 
 
@@ -217,9 +284,9 @@ def is_server(configuration: Configuration) -> bool:
 
 
 def _cost(row: Row, price: Price) -> Cost | None:
-    """Cost per million output tokens and per correct answer, from the price and measured speed."""
-    if is_server(row.configuration) and price.per_million_output is not None:
-        return Cost(price.per_million_output, "API price")
+    """Cost per million output tokens and per correct answer, from the price and what was measured."""
+    if is_server(row.configuration) and (price.per_million_input is not None or price.per_million_output is not None):
+        return _api_cost(row, price)
     if price.per_hour is None:
         return None
     throughput, basis = (
@@ -234,6 +301,31 @@ def _cost(row: Row, price: Price) -> Cost | None:
     if per_million is None and not per_correct:
         return None
     return Cost(per_million, basis, per_correct)
+
+
+def _api_cost(row: Row, price: Price) -> Cost:
+    """An API target: each generation costs prompt x input price + output x output price.
+
+    Per million output tokens that is ``output price + input price x prompt / output``; without the
+    input price it is the output price alone. An evaluation stores no token counts, so its cost per
+    correct answer is missing (an evaluation generates no output tokens: pricing it by output alone
+    would read as zero).
+    """
+    per_input, per_output = price.per_million_input, price.per_million_output
+    missing: list[str] = []
+    per_million: float | None
+    if per_input is None:
+        per_million = per_output
+    elif row.prompt_tokens is not None and row.output_tokens:
+        per_million = (row.prompt_tokens * per_input + row.output_tokens * (per_output or 0.0)) / row.output_tokens
+    else:
+        per_million = None
+        missing.append(
+            "cost per million output tokens: the input price needs a timed run's prompt and output token counts"
+            f" ({row.configuration.command('run')})"
+        )
+    missing += [f"cost per correct answer on {task}: the evaluation stored no token counts" for task in row.scores]
+    return Cost(per_million, "API price", {}, tuple(missing))
 
 
 def outcomes(rows: ExampleRows, normalization: str) -> dict[str, bool]:

@@ -18,15 +18,16 @@ The steps, in order, each leaving a trace in the answer:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llmbench.errors import InvalidOptionError
 from llmbench.selection._pareto import pareto_front
-from llmbench.selection._types import AXIS_BETTER, Leaderboard, Row
+from llmbench.selection._types import AXES, AXIS_BETTER, AXIS_BY_KEY, AXIS_LIST, AXIS_NAMES, Leaderboard, Row
 
-AXIS_NAMES = {"accuracy": "accuracy", "decode": "decode speed", "ttft": "TTFT", "memory": "peak memory", "cost": "cost per million output tokens"}  # fmt: skip
-WEIGHT_NAMES = tuple(AXIS_NAMES)
+WEIGHT_NAMES = tuple(axis.key for axis in AXIS_LIST)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,17 @@ class Constraints:
     max_ttft_ms: float | None = None
     max_cost_per_million: float | None = None
     min_accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse a limit no configuration could be judged by: accuracy outside 0..1, anything else not > 0."""
+        for axis, _, limit in self.limits():
+            flag = AXIS_BY_KEY[axis].flag
+            if axis == "accuracy":
+                if not 0.0 <= limit <= 1.0:
+                    raise InvalidOptionError(f"{flag} must lie between 0 and 1, got {limit:g}", f"e.g. {flag} 0.6")
+            elif not (math.isfinite(limit) and limit > 0):
+                example = {"memory": "8GB", "decode": "20", "ttft": "500", "cost": "5"}[axis]
+                raise InvalidOptionError(f"{flag} must be a positive number, got {limit:g}", f"e.g. {flag} {example}")
 
     def limits(self) -> list[tuple[str, str, float]]:
         """``(axis, 'max' | 'min', limit)`` of each constraint given, in the order they apply."""
@@ -90,7 +102,7 @@ def recommend(
     chosen |= {axis for axis, weight in weights.items() if weight and axis != "accuracy"}
     if board.price is None or not board.price.given:
         chosen.discard("cost")
-    axes = tuple(axis for axis in ("decode", "ttft", "memory", "cost") if axis in (chosen or {"decode", "memory"}))
+    axes = tuple(axis for axis in AXES if axis in (chosen or {"decode", "memory"}))
     if task is None:
         wanted = constraints.task
         reason = (
@@ -125,7 +137,7 @@ def recommend(
         if not kept:
             best = _best(candidates, axis, task)
             empty_reason = (
-                f"{_flag(axis, kind)} {_show(axis, limit)} left nothing: the best {AXIS_NAMES[axis]} among the "
+                f"{_flag(axis)} {_show(axis, limit)} left nothing: the best {AXIS_NAMES[axis]} among the "
                 f"{len(candidates)} configuration(s) left is {_show(axis, _value(best, axis, task))} ({best.name})"
             )
         candidates = kept
@@ -239,14 +251,8 @@ def _beyond(kind: str) -> str:
     return "over" if kind == "max" else "under"
 
 
-def _flag(axis: str, kind: str) -> str:
-    return {
-        "memory": "--max-memory",
-        "decode": "--min-decode-tps",
-        "ttft": "--max-ttft-ms",
-        "cost": "--max-cost",
-        "accuracy": "--min-accuracy",
-    }[axis]
+def _flag(axis: str) -> str:
+    return AXIS_BY_KEY[axis].flag
 
 
 def _best(rows: Sequence[Row], axis: str, task: str) -> Row:
@@ -312,7 +318,7 @@ def _binding(row: Row, task: str, constraints: Constraints) -> str:
     slack, axis, kind, limit, value = min(headroom)
     estimated = " (estimated)" if axis == "memory" and row.memory is not None and row.memory.estimated else ""
     return (
-        f"{AXIS_NAMES[axis]} binds: {_show(axis, value)}{estimated} against {_flag(axis, kind)} {_show(axis, limit)}"
+        f"{AXIS_NAMES[axis]} binds: {_show(axis, value)}{estimated} against {_flag(axis)} {_show(axis, limit)}"
         f" ({slack:.0%} headroom)"
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 from llmbench.measurement import registry
 from llmbench.measurement.registry import Column
 from llmbench.selection._join import ROOFLINE_KEYS
-from llmbench.selection._types import AXES, Leaderboard, Row
+from llmbench.selection._types import AXES, Leaderboard, MemoryFigure, Row
 
 _MIB = 2**20
 
@@ -37,6 +37,7 @@ FACTS = (
 COST = (
     Column("cost_per_m_output", "cost per M output tokens", "price", "lower", 4),
     Column("cost_basis", "cost from"),
+    Column("cost_missing", "cost not known"),
 )
 COLUMNS: tuple[Column, ...] = (*DESCRIBE, *SPEED, *FACTS, *COST)
 """The columns every leaderboard has (besides the per-task and roofline ones)."""
@@ -95,9 +96,7 @@ def flat(board: Leaderboard, row: Row) -> dict[str, Any]:
         "decode_tok_s": row.decode_tok_s,
         "load_tok_s": row.load_tok_s,
         "memory_mib": memory.bytes / _MIB if memory is not None else None,
-        "memory_source": ("estimated (plan)" if memory.estimated else f"measured {memory.source.upper()}")
-        if memory
-        else None,
+        "memory_source": _memory_source(memory) if memory is not None else None,
         "parameters": facts.parameters if facts else None,
         "context_length": facts.context_length if facts else None,
         "license": facts.license if facts else None,
@@ -105,6 +104,7 @@ def flat(board: Leaderboard, row: Row) -> dict[str, Any]:
         "disk_mib": facts.disk_bytes / _MIB if facts and facts.disk_bytes is not None else None,
         "cost_per_m_output": row.cost.per_million_output if row.cost else None,
         "cost_basis": row.cost.basis if row.cost else None,
+        "cost_missing": "; ".join(row.cost.missing) if row.cost and row.cost.missing else None,
     }
     data |= dict(row.roofline)
     for task in board.tasks:
@@ -117,6 +117,14 @@ def flat(board: Leaderboard, row: Row) -> dict[str, Any]:
         data[f"front:{task}"] = " ".join(axis for axis in AXES if axis in row.front.get(task, ())) if score else None
         data[f"cost_per_correct:{task}"] = row.cost.per_correct.get(task) if row.cost else None
     return data
+
+
+def _memory_source(memory: MemoryFigure) -> str:
+    """``measured VRAM: process VRAM (NVML)``, ``measured RSS: peak RSS``, ``estimated (plan)``."""
+    if memory.estimated:
+        return "estimated (plan)"
+    kind = f"measured {memory.source.upper()}"
+    return f"{kind}: {memory.measure}" if memory.measure else kind
 
 
 def _interval(low: float | None, high: float | None) -> str | None:

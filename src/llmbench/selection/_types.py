@@ -9,15 +9,38 @@ from typing import Literal
 from llmbench.selection._configs import Configuration
 
 MemorySource = Literal["vram", "rss", "plan"]
-AXES: tuple[str, ...] = ("decode", "ttft", "memory", "cost")
+Better = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One axis a configuration is judged on: stated once here, every list of axes derives from it."""
+
+    key: str
+    """The axis's name in code, ``--weights`` and the ``front`` columns: ``decode``."""
+    name: str
+    """For people: ``decode speed``."""
+    better: Better
+    column: str | None
+    """The flat leaderboard column it reads (``--sort decode`` sorts by it); None for accuracy (one per task)."""
+    flag: str
+    """The ``recommend`` option that limits it."""
+
+
+AXIS_LIST: tuple[Axis, ...] = (
+    Axis("accuracy", "accuracy", "higher", None, "--min-accuracy"),
+    Axis("decode", "decode speed", "higher", "decode_tok_s", "--min-decode-tps"),
+    Axis("ttft", "TTFT", "lower", "ttft_ms", "--max-ttft-ms"),
+    Axis("memory", "peak memory", "lower", "memory_mib", "--max-memory"),
+    Axis("cost", "cost per million output tokens", "lower", "cost_per_m_output", "--max-cost"),
+)
+AXIS_BY_KEY: Mapping[str, Axis] = {axis.key: axis for axis in AXIS_LIST}
+AXES: tuple[str, ...] = tuple(axis.key for axis in AXIS_LIST if axis.key != "accuracy")
 """The cost axes a Pareto front is drawn over, each against quality."""
-AXIS_BETTER: Mapping[str, Literal["higher", "lower"]] = {
-    "accuracy": "higher",
-    "decode": "higher",
-    "ttft": "lower",
-    "memory": "lower",
-    "cost": "lower",
-}
+AXIS_BETTER: Mapping[str, Better] = {axis.key: axis.better for axis in AXIS_LIST}
+AXIS_NAMES: Mapping[str, str] = {axis.key: axis.name for axis in AXIS_LIST}
+AXIS_COLUMNS: Mapping[str, str] = {axis.key: axis.column for axis in AXIS_LIST if axis.column is not None}
+"""Axis key -> its flat column key (what ``--sort``, ``--filter`` and ``--columns`` accept as an alias)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +71,9 @@ class MemoryFigure:
     bytes: int
     source: MemorySource
     run_id: str | None = None
+    measure: str | None = None
+    """Which figure it is, for people: ``process VRAM (NVML)``, ``torch reserved``, ``torch allocated``,
+    ``GPU in use by every process (older run)``, ``peak RSS`` or ``memory plan``."""
 
     @property
     def estimated(self) -> bool:
@@ -88,6 +114,8 @@ class Cost:
     """How it was reached: ``load-test throughput``, ``decode speed`` or ``API price``."""
     per_correct: Mapping[str, float] = field(default_factory=dict)
     """Per task: the cost of one correct answer (evaluation time x price / accuracy)."""
+    missing: tuple[str, ...] = ()
+    """What could not be priced, and why: a cost that is not known is missing, never zero."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +149,10 @@ class Row:
     load_tok_s: float | None = None
     """Best output throughput over a load test's steps (all concurrent requests together)."""
     memory: MemoryFigure | None = None
+    prompt_tokens: float | None = None
+    """Prompt tokens of one generation of the timed run (else of the load test); None where not stored."""
+    output_tokens: float | None = None
+    """Mean tokens generated per generation of the timed run (else of the load test's best step)."""
     roofline: Mapping[str, float] = field(default_factory=dict)
     """Fraction of the hardware's roofline (registry metrics ``decode_roofline``, ``prefill_roofline``)."""
     facts: SpecFacts | None = None

@@ -7,11 +7,12 @@ import hashlib
 import itertools
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from llmbench.errors import LLMBenchError
+from llmbench.harness import ModelSetup
 from llmbench.sweep._config import (
     BACKEND_SETTINGS,
     ConfigError,
@@ -287,7 +288,7 @@ def _check_exclude_keys(sweep: SweepFile) -> None:
                 raise ConfigError(f"exclude[{index}]: unknown key {brief(name)}", hint)
 
 
-_SETUP_CHOICES = ("n_ctx", "threads", "device", "dtype")
+_SETUP_CHOICES = tuple(f.name for f in fields(ModelSetup) if f.name not in ("model", "backend", "options"))
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ class Embedder:
         import inspect
 
         self.torch, self.model, self.tokenizer, self.spec, self.device = torch, model, tokenizer, spec, device
-        self.max_length = spec.max_seq_length or _model_limit(model, tokenizer)
+        self.max_length = token_limit(spec, model, tokenizer)
         try:
             params = inspect.signature(model.forward).parameters
             self.inputs: frozenset[str] | None = frozenset(params)
@@ -140,12 +140,13 @@ class Embedder:
             list(texts), padding=True, truncation="longest_first", max_length=self.max_length, return_tensors="pt"
         )
 
-    def __call__(self, texts: Sequence[str], batch_size: int = 32) -> Any:
-        """One float32 vector per text (a numpy array, rows in the order of ``texts``)."""
+    def __call__(self, texts: str | Sequence[str], batch_size: int = 32) -> Any:
+        """One float32 vector per text (a numpy array, rows in the order of ``texts``); a single
+        ``str`` gives one 1-D vector, as ``SentenceTransformer.encode(str)`` does."""
         import numpy as np
 
         if isinstance(texts, str):
-            texts = [texts]
+            return self([texts], batch_size)[0]
         if batch_size < 1:
             raise InvalidOptionError(
                 f"batch size must be at least 1, got {batch_size}", "use a batch size of 1 or more"
@@ -171,16 +172,28 @@ class Embedder:
         }
         output = self.model(**inputs)
         hidden = output[0] if isinstance(output, tuple) else output.last_hidden_state
-        vectors = pool(self.torch, hidden, inputs["attention_mask"], self.spec.pooling)
-        if self.spec.normalize:
-            vectors = self.torch.nn.functional.normalize(vectors, p=2, dim=1)
-        return vectors.float().cpu().numpy()
+        return sentence_vectors(self.torch, hidden, inputs["attention_mask"], self.spec)
 
     @property
     def dimension(self) -> int:
         config = getattr(self.model, "config", None)
         size = getattr(config, "hidden_size", None) or 0
         return int(size) * len(self.spec.pooling)
+
+
+def token_limit(spec: EmbeddingSpec, model: Any, tokenizer: Any) -> int:
+    """Tokens per text the loaded model sees: ``max_seq_length``, else the model's limit."""
+    return spec.max_seq_length or _model_limit(model, tokenizer)
+
+
+def sentence_vectors(torch: Any, hidden: Any, mask: Any, spec: EmbeddingSpec) -> Any:
+    """Float32 numpy vectors, one per sequence, from token vectors ``hidden`` (batch, tokens, d) and
+    the attention ``mask`` (batch, tokens; 0 on padding): the spec's pooling over the real tokens only,
+    then its normalisation."""
+    vectors = pool(torch, hidden, mask, spec.pooling)
+    if spec.normalize:
+        vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+    return vectors.float().cpu().numpy()
 
 
 def _model_limit(model: Any, tokenizer: Any) -> int:
