@@ -101,3 +101,49 @@ def test_pipeline_runs_the_prompt_ids_without_a_second_bos(tiny_bos_llama: Path)
         pipeline.generate_tokens(prompt_ids, config, got.append)
     assert seen[0] == prompt_ids  # the model ran the stored prompt: no second BOS
     assert got == expected
+
+
+def test_pipeline_runs_images_with_the_transformers_backends_greedy_text(tmp_path: Path) -> None:
+    """A tiny LLaVA through ``--image`` on the image-text-to-text pipeline: stored, streamed, and the
+    same prompt (chat template, image tokens) and greedy text as the transformers backend's run."""
+    import json
+    import warnings
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from test_vision import _llava, invoke
+
+    folder, image = tmp_path / "tiny-llava", tmp_path / "cat.png"
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _llava(folder)
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(image)
+    rows = {}
+    for backend in ("pipeline", "transformers"):
+        code, out, err = invoke(
+            "run", str(folder), "-b", backend, "--image", str(image), "-n", "4", "-r", "1", "-w", "0", "-t", "1",
+            "--format", "json",
+        )  # fmt: skip
+        assert code == 0, err
+        rows[backend] = json.loads(out)
+    got, expected = rows["pipeline"], rows["transformers"]
+    assert got["config"]["pipeline_task"] == "image-text-to-text" and got["config"]["pipeline_streamed"] is True
+    assert got["config"]["images"] == [str(image)]
+    assert got["config"]["prompt_length"] == expected["config"]["prompt_length"]
+    summary = got["metrics"]["summary"]
+    assert summary["image_tokens"]["mean"] == 4  # LLaVA's patches, counted from the prompt the model saw
+    assert summary["decode_tok_s"]["count"] == 1 and "image_preprocess_s" not in summary
+    assert got["metrics"]["sample_text"] and got["metrics"]["sample_text"] == expected["metrics"]["sample_text"]
+    code, shown, err = invoke("show", got["id"])
+    assert code == 0 and "pipeline" in shown, err
+
+
+def test_pipeline_image_task_on_a_text_model_is_refused_before_loading(tiny_llama_dir: Path) -> None:
+    from llmbench.backends import get_backend
+
+    model = resolve_model(str(tiny_llama_dir))
+    with pytest.raises(InvalidOptionError, match=r"pipeline does not run .*, a causal model"):
+        get_backend("pipeline")(model, LoadOptions(threads=1, extra={"task": "image-to-text"}))

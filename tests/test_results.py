@@ -159,7 +159,13 @@ def test_one_metric_list() -> None:
     from llmbench.measurement.metrics import SUMMARISED
 
     derived = {"itl_gap_s", "decode_roofline", "prefill_roofline"}  # pooled gaps; rates over the roofline's bounds
-    derived |= {"encode_s", "image_preprocess_s", "vision_encode_s", "image_tokens"}  # Generation.stages and counts
+    derived |= {
+        "encode_s",
+        "image_preprocess_s",
+        "vision_encode_s",
+        "image_tokens",
+        "decode_cuda_tok_s",
+    }  # stages, counts
     assert set(SUMMARISED) | derived == {m.key for m in registry.GENERATION_SUMMARY}
     readers = ["cli/_tables.py", "reports/_rows.py", "reports/_excel.py", "reports/_html.py", "reports/_text.py",
                "reports/compare.py", "planning/_compare.py"]  # fmt: skip

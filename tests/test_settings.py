@@ -34,7 +34,7 @@ def no_load(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("the model was loaded before the setting was refused")
 
     monkeypatch.setattr(_backend, "load_model", refuse)
-    monkeypatch.setattr(_backend, "import_runtime", refuse)
+    monkeypatch.setattr(_backend, "_import_runtime", refuse)
 
 
 def _open(model: ModelRef, **extra: Any) -> Any:
@@ -233,6 +233,41 @@ def test_cache_and_compile_values_are_checked() -> None:
 def test_offloaded_cache_without_cuda_is_refused_before_loading(tiny_llama_dir: Path, no_load: None) -> None:
     with pytest.raises(BackendUnavailableError, match="cache_implementation=offloaded needs a CUDA GPU"):
         _open(resolve_model(str(tiny_llama_dir)), cache_implementation="offloaded")
+
+
+@no_cuda
+def test_cuda_event_check_without_cuda_is_refused_before_loading(tiny_llama_dir: Path, no_load: None) -> None:
+    with pytest.raises(BackendUnavailableError, match="cuda_event_check=true needs a CUDA GPU"):
+        _open(resolve_model(str(tiny_llama_dir)), cuda_event_check="true")
+
+
+def test_cuda_event_check_rate_is_tokens_after_the_first_over_the_device_time() -> None:
+    """The cross-check's arithmetic, on stand-in events: 4 tokens, events 30 ms apart -> 3 / 0.09 s."""
+    from types import SimpleNamespace
+
+    from llmbench.backends.transformers._settings import cuda_event_stamps
+
+    clock = iter(range(0, 1000, 30))
+
+    class Event:
+        def __init__(self, enable_timing: bool) -> None:
+            self.at = 0.0
+
+        def record(self) -> None:
+            self.at = float(next(clock))
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, later: Event) -> float:
+            return later.at - self.at  # milliseconds, as torch's
+
+    seen: list[int] = []
+    stamped, rate = cuda_event_stamps(SimpleNamespace(cuda=SimpleNamespace(Event=Event)), seen.append)
+    assert rate() is None
+    for token in (5, 6, 7, 8):
+        stamped(token)
+    assert seen == [5, 6, 7, 8] and rate() == pytest.approx(3 / 0.090)
 
 
 def test_static_cache_runs_on_cpu_with_the_same_greedy_text(tiny_llama_dir: Path) -> None:

@@ -19,6 +19,18 @@ streamer reports each output at the end (TTFT = end to end; stored as ``pipeline
 to their longest text) are pooled as the transformers backend pools them (the folder's
 sentence-transformers pooling and ``Normalize``, ``max_seq_length``, ``do_lower_case``) over each
 text's real tokens only, read from the attention mask, so the vectors equal that backend's.
+
+Images (:meth:`PipelineBackend.generate_with_images`, a vision model on the ``image-text-to-text``
+pipeline) go in as its users send them: a model with a chat template gets one user message holding
+an image entry per image (the PIL image itself) and the text (default
+:data:`~llmbench.backends.transformers.DEFAULT_IMAGE_PROMPT`), which the pipeline renders and
+processes through the model's processor; one without a template (BLIP-2) gets ``images=`` and the
+plain text. So the prompt is the one the transformers backend builds and the greedy text the same.
+The timing streamer rides in ``generate_kwargs``: TTFT runs from the pipeline call, so it holds the
+pipeline's image preprocessing, the vision encoder and the prefill, and decode is timed as on the
+direct path. The pipeline hides its phases, so ``image_preprocess_s`` and ``vision_encode_s`` are
+not recorded here (the transformers backend records them); ``image_tokens`` is counted from the
+prompt ids the streamer receives.
 """
 
 from __future__ import annotations
@@ -26,11 +38,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llmbench.backends.base import Backend, FinishReason, GenerationConfig, LoadOptions, Message
+from llmbench.backends.base import Backend, FinishReason, Generation, GenerationConfig, LoadOptions, Message
 from llmbench.backends.transformers import (
+    DEFAULT_IMAGE_PROMPT,
     KNOWN_OPTIONS,
     EmbeddingSpec,
     check_supported,
+    image_token_id,
     import_runtime,
     load_kwargs,
     load_model,
@@ -40,7 +54,7 @@ from llmbench.backends.transformers import (
     timing_streamer,
     token_limit,
 )
-from llmbench.errors import InvalidOptionError
+from llmbench.errors import InvalidModelError, InvalidOptionError
 from llmbench.models import ModelFamily, ModelRef, model_family
 
 TASKS = ("text-generation", "text2text-generation", "feature-extraction", "image-to-text")
@@ -53,6 +67,7 @@ DEFAULT_TASK: dict[ModelFamily, str] = {
 RENAMED = {"image-to-text": "image-text-to-text"}
 """Tasks newer transformers serve under another pipeline name."""
 _TEXT_TASKS = frozenset({"text-generation", "text2text-generation"})
+_IMAGE_TASKS = frozenset({"image-to-text", "image-text-to-text"})
 
 
 def pipeline_task(task: str | None, family: ModelFamily, supported: Sequence[str]) -> str:
@@ -78,6 +93,8 @@ class PipelineBackend(Backend):
     can_stream = True
     can_chat = True
     can_embed = True
+    can_see = True
+    """Vision models on the image-text-to-text pipeline; :meth:`generate_with_images` refuses others."""
     libraries = ("torch", "transformers", "accelerate", "tokenizers")
     known_options = (KNOWN_OPTIONS - {"adapter", "base", "merge_adapter"}) | {"task"}
     uses_threads = True
@@ -96,8 +113,22 @@ class PipelineBackend(Backend):
         from transformers.pipelines import SUPPORTED_TASKS
 
         self.task = pipeline_task(options.extra.get("task"), family, sorted(SUPPORTED_TASKS))
+        if (self.task in _IMAGE_TASKS) != (family == "vision"):  # the processor and the pipeline go together
+            raise InvalidOptionError(
+                f"the {self.task} pipeline does not run {model.name}, a {family} model",
+                "drop -o task: the model's family picks its pipeline",
+            )
         self.torch.set_num_threads(self.threads)
         self.tokenizer, hf_model = load_model(runtime, model, kwargs, family)
+        self.processor: Any = None
+        if self.task in _IMAGE_TASKS:
+            self.processor, self.tokenizer = self.tokenizer, getattr(self.tokenizer, "tokenizer", None)
+            if self.tokenizer is None:
+                raise InvalidModelError(
+                    f"{model.name} has no processor with a tokenizer (AutoProcessor gave "
+                    f"{type(self.processor).__name__})",
+                    "check the folder holds the tokenizer and processor files of a vision-language model",
+                )
         if "device_map" not in kwargs:
             hf_model.to(options.device or "cpu")
         hf_model.eval()
@@ -113,9 +144,12 @@ class PipelineBackend(Backend):
             self.pipe = transformers.pipeline(
                 self.task, model=hf_model, tokenizer=self.tokenizer, pipeline_class=pooled
             )
+        elif self.processor is not None:
+            self.pipe = transformers.pipeline(self.task, model=hf_model, processor=self.processor)
         else:
             self.pipe = transformers.pipeline(self.task, model=hf_model, tokenizer=self.tokenizer)
-        self.streamed = self.task in _TEXT_TASKS
+        self.hf_model = hf_model
+        self.streamed = self.task in _TEXT_TASKS | _IMAGE_TASKS
         self.load_facts.update({"pipeline_task": self.task, "pipeline_streamed": self.streamed})
         defaults = getattr(hf_model, "generation_config", None)
         eos = getattr(defaults, "eos_token_id", None)
@@ -126,21 +160,13 @@ class PipelineBackend(Backend):
     def generate_tokens(
         self, prompt_ids: Sequence[int], config: GenerationConfig, on_token: Callable[[int], None]
     ) -> FinishReason:
-        if not self.streamed:
+        if self.task not in _TEXT_TASKS:
             raise InvalidOptionError(
                 f"the {self.task} pipeline does not generate from a text prompt",
-                "embed with it (feature-extraction), or pick -o task=text-generation",
+                "send it images (--image FILE), embed with feature-extraction, or pick -o task=text-generation",
             )
-        from transformers import GenerationConfig as HFGenerationConfig
-
-        force = config.force_new_tokens
-        streamer, finished = timing_streamer(on_token, self.eos_ids, force)
-        generation_config = HFGenerationConfig(  # type: ignore[no-untyped-call]
-            **sampling_kwargs(config),
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=[] if force else sorted(self.eos_ids),  # [] is kept; None would be refilled
-            bos_token_id=self.tokenizer.bos_token_id,
-        )
+        streamer, finished = timing_streamer(on_token, self.eos_ids, config.force_new_tokens)
+        generation_config = self._generation_config(config)
         text = self.tokenizer.decode(list(prompt_ids), skip_special_tokens=False)
         self.torch.manual_seed(config.seed)
         extra: dict[str, Any] = (
@@ -149,6 +175,71 @@ class PipelineBackend(Backend):
         with self.torch.inference_mode():
             self.pipe(text, generation_config=generation_config, streamer=streamer, **extra)
         return "stop" if finished else "length"
+
+    def generate_with_images(
+        self, prompt: str | None, images: Sequence[Any], config: GenerationConfig | None = None
+    ) -> Generation:
+        """One generation from ``images`` (PIL images) and ``prompt`` through the image-text-to-text
+        pipeline, timed end to end with the streamer; see the module docstring for what is recorded."""
+        import time
+
+        if self.processor is None:
+            raise InvalidOptionError(
+                f"the {self.task} pipeline takes no images",
+                "drop --image, or run an image-text-to-text model (LLaVA, Idefics3, Qwen2-VL, BLIP-2)",
+            )
+        if not images:
+            raise InvalidOptionError("no image to send with the prompt", "pass --image FILE")
+        config = config or GenerationConfig()
+        clock = time.perf_counter
+        token_ids: list[int] = []
+        token_times: list[float] = []
+
+        def on_token(token: int) -> None:
+            token_times.append(clock())
+            token_ids.append(token)
+
+        streamer, finished = timing_streamer(on_token, self.eos_ids, config.force_new_tokens)
+        prompt_seen = _PromptRecorder(streamer)
+        generate_kwargs = {"generation_config": self._generation_config(config), "streamer": prompt_seen}
+        if getattr(self.processor, "chat_template", None):
+            content: list[dict[str, Any]] = [{"type": "image", "image": image} for image in images]
+            content.append({"type": "text", "text": prompt or DEFAULT_IMAGE_PROMPT})
+            inputs: dict[str, Any] = {"text": [{"role": "user", "content": content}]}
+        else:
+            inputs = {"images": list(images), "text": prompt or ""}
+        self.torch.manual_seed(config.seed)
+        with self.torch.inference_mode():
+            t_start = clock()
+            self.pipe(**inputs, generate_kwargs=generate_kwargs)
+            t_end = clock()
+        prompt_ids = prompt_seen.prompt
+        counts: dict[str, int] = {}
+        image_id = image_token_id(self.hf_model, self.processor)
+        if prompt_ids is not None and image_id is not None:
+            counts["image_tokens"] = int((prompt_ids == image_id).sum())
+        return Generation(
+            text=self.detokenize(token_ids),
+            token_ids=token_ids,
+            prompt_tokens=int(prompt_ids.shape[-1]) if prompt_ids is not None else 0,
+            t_start=t_start,
+            token_times=token_times,
+            t_end=t_end,
+            finish_reason="stop" if finished else "length",
+            counts=counts,
+        )
+
+    def _generation_config(self, config: GenerationConfig) -> Any:
+        """``transformers.GenerationConfig`` as the transformers backend builds it (greedy by default;
+        ``force_new_tokens`` clears the end-of-sequence ids)."""
+        from transformers import GenerationConfig as HFGenerationConfig
+
+        return HFGenerationConfig(  # type: ignore[no-untyped-call]
+            **sampling_kwargs(config),
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=[] if config.force_new_tokens else sorted(self.eos_ids),  # [] is kept; None is refilled
+            bos_token_id=self.tokenizer.bos_token_id,
+        )
 
     def embed(self, texts: Sequence[str], batch_size: int = 32) -> Any:
         """One float32 vector per text (feature-extraction), pooled as the transformers backend pools."""
@@ -187,6 +278,22 @@ class PipelineBackend(Backend):
             del self.pipe
             if self.torch.cuda.is_available():
                 self.torch.cuda.empty_cache()
+
+
+class _PromptRecorder:
+    """A streamer that keeps the prompt ids ``generate`` puts first, then hands every ``put`` on."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.prompt: Any = None
+
+    def put(self, value: Any) -> None:
+        if self.prompt is None:
+            self.prompt = value
+        self.inner.put(value)
+
+    def end(self) -> None:
+        self.inner.end()
 
 
 def _pooling_pipeline(transformers: Any, torch: Any, spec: EmbeddingSpec) -> Any:

@@ -167,6 +167,8 @@ TTFT = Metric("ttft_s", "time to first token", "TTFT", "ms", _summary("ttft_s", 
 PREFILL = Metric("prefill_tok_s", "prefill", "prefill", "tok/s", _summary("prefill_tok_s"), 1.0, "higher", 1, True)
 DECODE = Metric("decode_tok_s", "decode", "decode", "tok/s", _summary("decode_tok_s", "decode_tok_s"), 1.0, "higher", 1, True)  # fmt: skip
 ENCODE = Metric("encode_s", "encoder", "encoder", "ms", _summary("encode_s"), _MS, "lower", 2)
+DECODE_CUDA = Metric("decode_cuda_tok_s", "decode timed by CUDA events", "decode (CUDA)", "tok/s", _summary("decode_cuda_tok_s"), 1.0, "higher", 1)  # fmt: skip
+"""``-o cuda_event_check=true``: the decode rate on the device's clock, the cross-check of ``decode``."""
 """A seq2seq model's encoder pass over the prompt (part of TTFT; ``Generation.stages["encode_s"]``)."""
 ITL = Metric("itl_s", "inter-token latency", "ITL", "ms", _summary("itl_s"), _MS, "lower", 2, True)
 ITL_GAPS = Metric("itl_gap_s", "inter-token gaps, pooled", "ITL", "ms", _summary("itl_gap_s", "itl_s"), _MS, "lower", 2)
@@ -211,7 +213,7 @@ IMAGE_TOKENS = Metric("image_tokens", "image tokens", "image tokens", "tokens", 
 """Prompt positions the image features fill (``Generation.counts``)."""
 
 METRICS: tuple[Metric, ...] = (
-    TTFT, PREFILL, DECODE, ITL, ITL_GAPS, E2E, E2E_RATE, OUTPUT_TOKENS, QUEUE, SEND_LATENESS, ENCODE,
+    TTFT, PREFILL, DECODE, ITL, ITL_GAPS, E2E, E2E_RATE, OUTPUT_TOKENS, QUEUE, SEND_LATENESS, ENCODE, DECODE_CUDA,
     LOAD_TIME, PEAK_RSS, PEAK_VRAM, MODEL_SIZE, REPETITIONS, ACCURACY, EXAMPLES_RATE, PERPLEXITY, SCORING_RATE,
     REQUEST_RATE, OUTPUT_RATE, OUTPUT_PEAK, GOODPUT,
     DECODE_ROOFLINE, PREFILL_ROOFLINE, PEAK_VRAM_PROCESS, PEAK_VRAM_DEVICE, PEAK_VRAM_ALLOCATED, PEAK_VRAM_RESERVED,
@@ -223,6 +225,7 @@ BY_KEY: dict[str, Metric] = {metric.key: metric for metric in METRICS}
 
 GENERATION_SUMMARY: tuple[Metric, ...] = (
     TTFT, ENCODE, PREFILL, DECODE, ITL, ITL_GAPS, E2E, E2E_RATE, OUTPUT_TOKENS, DECODE_ROOFLINE, PREFILL_ROOFLINE,
+    DECODE_CUDA,
     IMAGE_PREPROCESS, VISION_ENCODE, IMAGE_TOKENS,
 )  # fmt: skip
 """The distributions of a single run, in the order tables and the Excel Metrics sheet show them."""

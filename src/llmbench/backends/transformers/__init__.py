@@ -25,13 +25,17 @@ from llmbench.backends.transformers._load import (
     load_model,
 )
 from llmbench.backends.transformers._streamer import timing_streamer
+from llmbench.backends.transformers._vision import DEFAULT_PROMPT as DEFAULT_IMAGE_PROMPT
+from llmbench.backends.transformers._vision import image_token_id
 
 __all__ = [
+    "DEFAULT_IMAGE_PROMPT",
     "KNOWN_OPTIONS",
     "EmbeddingSpec",
     "TransformersBackend",
     "check_supported",
     "embedding_limit",
+    "image_token_id",
     "import_runtime",
     "load_kwargs",
     "load_model",

@@ -37,6 +37,7 @@ from llmbench.backends.transformers._settings import (
     GENERATION_OPTIONS,
     check_generation_supported,
     compile_forward,
+    cuda_event_stamps,
     generation_settings,
 )
 from llmbench.backends.transformers._streamer import timing_streamer
@@ -128,6 +129,9 @@ class TransformersBackend(Backend):
 
         eos_ids = self.eos_ids
         force = config.force_new_tokens
+        device_rate = None
+        if self.settings.cuda_event_check:
+            on_token, device_rate = cuda_event_stamps(torch, on_token)
         streamer, finished = timing_streamer(on_token, eos_ids, force)
 
         self.settings.check_length(len(prompt_ids), config.max_new_tokens)
@@ -147,6 +151,8 @@ class TransformersBackend(Backend):
                 generation_config=generation_config,
                 streamer=streamer,
             )
+        if device_rate is not None and (rate := device_rate()) is not None:
+            self.last_stages["decode_cuda_tok_s"] = rate  # the cross-check of the host's decode rate
         return "stop" if finished else "length"
 
     def generate_with_images(

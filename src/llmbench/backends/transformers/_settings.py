@@ -14,6 +14,12 @@
     is switched off unless this is on, so each setting means one thing.
 ``compile_mode``
     ``torch.compile``'s mode: ``default``, ``reduce-overhead`` (CUDA graphs) or ``max-autotune``.
+``cuda_event_check``
+    A cross-check of the host's decode timing on a GPU: a CUDA event is recorded on the model's
+    stream as each token reaches the host, and the decode rate on the device's clock (tokens after
+    the first over the time from the first token's event to the last's) is stored as
+    ``decode_cuda_tok_s`` beside the host's ``decode_tok_s`` (the two should agree within a few per
+    cent; a wide gap means host overhead or a stalled stream). Needs CUDA.
 
 Every value is checked, and what the machine cannot serve refused, before the model loads.
 """
@@ -29,7 +35,9 @@ from llmbench.errors import InvalidOptionError
 
 CACHE_IMPLEMENTATIONS = ("dynamic", "static", "offloaded", "quantized")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-GENERATION_OPTIONS = frozenset({"cache_implementation", "max_cache_len", "torch_compile", "compile_mode"})
+GENERATION_OPTIONS = frozenset(
+    {"cache_implementation", "max_cache_len", "torch_compile", "compile_mode", "cuda_event_check"}
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class GenerationSettings:
     max_cache_len: int | None = None
     torch_compile: bool = False
     compile_mode: str = "default"
+    cuda_event_check: bool = False
 
     def generation_kwargs(self) -> dict[str, Any]:
         """``transformers.GenerationConfig`` arguments for these settings."""
@@ -82,7 +91,8 @@ def generation_settings(extra: Mapping[str, Any], n_ctx: int) -> GenerationSetti
         raise InvalidOptionError(f"unknown compile_mode {mode!r}", f"choose one of: {', '.join(COMPILE_MODES)}")
     if "compile_mode" in extra and not compile_:
         raise InvalidOptionError("-o compile_mode needs -o torch_compile=true", "add -o torch_compile=true")
-    return GenerationSettings(cache, max_cache_len, compile_, mode)
+    events = option_flag("cuda_event_check", extra.get("cuda_event_check", False))
+    return GenerationSettings(cache, max_cache_len, compile_, mode, events)
 
 
 def check_generation_supported(settings: GenerationSettings) -> None:
@@ -91,6 +101,8 @@ def check_generation_supported(settings: GenerationSettings) -> None:
 
     if settings.cache_implementation == "offloaded":
         require("-o cache_implementation=offloaded", cuda=True)
+    if settings.cuda_event_check:
+        require("-o cuda_event_check=true", cuda=True)
     if settings.cache_implementation == "quantized":
         quanto = Package("optimum.quanto", "optimum-quanto", "pip install optimum-quanto")
         require("-o cache_implementation=quantized", packages=(quanto,))
@@ -100,3 +112,25 @@ def compile_forward(torch: Any, model: Any, settings: GenerationSettings) -> Non
     """Replace ``model.forward`` by its ``torch.compile`` (compiled lazily, on the next call)."""
     mode = None if settings.compile_mode == "default" else settings.compile_mode
     model.forward = torch.compile(model.forward, mode=mode)
+
+
+def cuda_event_stamps(torch: Any, on_token: Any) -> tuple[Any, Any]:
+    """``on_token`` that also records a CUDA event per token, and a function giving the decode rate
+    on the device's clock: tokens after the first per second from the first token's event to the
+    last's (None with fewer than two tokens)."""
+    events: list[Any] = []
+
+    def stamped(token: int) -> None:
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        events.append(event)
+        on_token(token)
+
+    def decode_s() -> float | None:
+        if len(events) < 2:
+            return None
+        events[-1].synchronize()
+        seconds = float(events[0].elapsed_time(events[-1])) / 1000.0
+        return (len(events) - 1) / seconds if seconds > 0 else None
+
+    return stamped, decode_s
