@@ -108,7 +108,7 @@ def test_backends_lists_builtins() -> None:
     rows = {row["name"]: row for row in json.loads(out)}
     assert code == 0
     assert rows["llama.cpp"]["installed"] and rows["llama.cpp"]["formats"] == ["gguf"]
-    assert rows["transformers"]["installed"] and rows["transformers"]["formats"] == ["gguf", "hf"]
+    assert rows["transformers"]["installed"] and rows["transformers"]["formats"] == ["adapter", "gguf", "hf"]
 
 
 def test_third_party_backend_through_entry_point(tmp_path: Path) -> None:

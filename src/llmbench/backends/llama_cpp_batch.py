@@ -1,7 +1,7 @@
 """llama.cpp continuous batching in this process: several sequences decoded in one ``llama_batch``.
 
 The engine makes a second context on the backend's loaded model (the weights are shared) with
-one KV-cache sequence per slot (``n_seq_max = slots``, ``n_ctx`` tokens each, in one unified cache) and
+one KV-cache sequence per slot (``n_seq_max = slots``, ``n_ctx`` tokens each, not unified) and
 the backend's other context settings (threads, batch sizes, flash attention, KV types). Its
 thread runs the loop a llama.cpp server runs:
 
@@ -67,7 +67,10 @@ class LlamaCppBatchEngine:
         params = type(base).from_buffer_copy(base)
         params.n_seq_max = slots
         params.n_ctx = self.n_ctx * slots
-        params.kv_unified = True  # one cache all slots share, as llama-server: ~1.2x the tok/s of split streams here
+        # A stream per sequence: the same greedy tokens as one request alone. One unified cache gave
+        # ~1.2x the tok/s at 4 in flight on 2 CPU cores, but its attention sums in another order and a
+        # near tie then flips (tests/test_in_process_batching.py failed at token 11 of 16).
+        params.kv_unified = False
         params.n_batch = max(int(base.n_batch), slots)
         params.n_ubatch = max(int(base.n_ubatch), min(slots, params.n_batch))
         with quiet_stderr():
