@@ -175,6 +175,17 @@ def test_recommend_honours_each_constraint() -> None:
     assert everything.picks[0].versus_next is not None and "accuracy +0.180" in everything.picks[0].versus_next
 
 
+def test_a_trade_within_one_percent_is_the_same_not_worse() -> None:
+    """Seen on the demo sweep: 370 MiB against 370 MiB (369.6 vs 369.5) was called "worse"."""
+    records = []
+    for name, decode, rss in (("two", 88.8, 369.6), ("one", 57.2, 369.5)):
+        records.append(_timed("llama.cpp", decode, 0.3, rss, variant=name))
+        records.append(_evaluated("llama.cpp", 12, 20, variant=name))
+    answer = recommend(build_leaderboard(records), Constraints(max_memory_bytes=2000 * MiB, min_decode_tps=20))
+    versus = answer.picks[0].versus_next
+    assert versus is not None and "(better)" in versus and "(worse)" not in versus and "(same)" in versus
+
+
 def test_an_empty_answer_names_the_constraint_that_emptied_it() -> None:
     answer = recommend(_board(), Constraints(max_memory_bytes=700 * MiB, min_decode_tps=100))
     assert answer.picks == ()

@@ -93,6 +93,10 @@ class Recommendation:
     weights: Mapping[str, float] = field(default_factory=dict)
 
 
+_SAME = 0.01
+"""Two figures within this fraction of each other are the same for a trade-off (run-to-run noise is larger)."""
+
+
 def recommend(
     board: Leaderboard, constraints: Constraints, weights: Mapping[str, float] | None = None
 ) -> Recommendation:
@@ -342,6 +346,8 @@ def _versus(row: Row, other: Row, task: str, axes: Sequence[str], board: Leaderb
         if a is None or b is None:
             continue
         gain = (a - b) if AXIS_BETTER[axis] == "higher" else (b - a)
+        if abs(gain) <= _SAME * max(abs(a), abs(b)):
+            gain = 0.0  # within 1 %: no measured difference to trade on
         sign = "better" if gain > 0 else "worse" if gain < 0 else "same"
         parts.append(f"{AXIS_NAMES[axis]} {_show(axis, a)} vs {_show(axis, b)} ({sign})")
     return f"against {other.name}: " + "; ".join(parts)
