@@ -38,13 +38,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from llmbench.backends.base import Backend, FinishReason, Generation, GenerationConfig, LoadOptions, Message
+from llmbench.backends.base import FinishReason, Generation, GenerationConfig, LoadOptions
 from llmbench.backends.transformers import (
     DEFAULT_IMAGE_PROMPT,
     KNOWN_OPTIONS,
     EmbeddingSpec,
+    HFTokenizerMethods,
     check_supported,
-    image_token_id,
+    image_token_counts,
     import_runtime,
     load_kwargs,
     load_model,
@@ -86,7 +87,7 @@ def pipeline_task(task: str | None, family: ModelFamily, supported: Sequence[str
     )
 
 
-class PipelineBackend(Backend):
+class PipelineBackend(HFTokenizerMethods):
     name = "pipeline"
     pip_extra = "hf"
     formats = frozenset({"gguf", "hf"})
@@ -214,10 +215,6 @@ class PipelineBackend(Backend):
             self.pipe(**inputs, generate_kwargs=generate_kwargs)
             t_end = clock()
         prompt_ids = prompt_seen.prompt
-        counts: dict[str, int] = {}
-        image_id = image_token_id(self.hf_model, self.processor)
-        if prompt_ids is not None and image_id is not None:
-            counts["image_tokens"] = int((prompt_ids == image_id).sum())
         return Generation(
             text=self.detokenize(token_ids),
             token_ids=token_ids,
@@ -226,7 +223,7 @@ class PipelineBackend(Backend):
             token_times=token_times,
             t_end=t_end,
             finish_reason="stop" if finished else "length",
-            counts=counts,
+            counts=image_token_counts(self.hf_model, self.processor, prompt_ids),
         )
 
     def _generation_config(self, config: GenerationConfig) -> Any:
@@ -259,19 +256,6 @@ class PipelineBackend(Backend):
         truncate = {"truncation": "longest_first", "max_length": self.max_length}
         outputs = self.pipe(inputs, batch_size=batch_size, tokenize_kwargs=truncate)
         return np.stack([np.asarray(output, dtype=np.float32) for output in outputs])
-
-    def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=True))
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            return super().render_chat(messages)
-        return str(
-            self.tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
-        )
 
     def close(self) -> None:
         if getattr(self, "pipe", None) is not None:

@@ -25,16 +25,19 @@ from llmbench.backends.transformers._load import (
     load_model,
 )
 from llmbench.backends.transformers._streamer import timing_streamer
+from llmbench.backends.transformers._tokenizer import HFTokenizerMethods
 from llmbench.backends.transformers._vision import DEFAULT_PROMPT as DEFAULT_IMAGE_PROMPT
-from llmbench.backends.transformers._vision import image_token_id
+from llmbench.backends.transformers._vision import image_token_counts, image_token_id
 
 __all__ = [
     "DEFAULT_IMAGE_PROMPT",
     "KNOWN_OPTIONS",
     "EmbeddingSpec",
+    "HFTokenizerMethods",
     "TransformersBackend",
     "check_supported",
     "embedding_limit",
+    "image_token_counts",
     "image_token_id",
     "import_runtime",
     "load_kwargs",

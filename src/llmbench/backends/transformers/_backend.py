@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llmbench.backends.base import Backend, FinishReason, Generation, GenerationConfig, LoadOptions, Message
+from llmbench.backends.base import FinishReason, Generation, GenerationConfig, LoadOptions
 from llmbench.backends.transformers._load import (
     KNOWN_OPTIONS,
     adapter_parts,
@@ -41,6 +41,7 @@ from llmbench.backends.transformers._settings import (
     generation_settings,
 )
 from llmbench.backends.transformers._streamer import timing_streamer
+from llmbench.backends.transformers._tokenizer import HFTokenizerMethods
 from llmbench.errors import InvalidOptionError
 from llmbench.models import ModelRef, model_family
 
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from llmbench.scoring import ScoringRequest
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(HFTokenizerMethods):
     name = "transformers"
     pip_extra = "hf"
     formats = frozenset({"gguf", "hf", "adapter"})
@@ -186,19 +187,6 @@ class TransformersBackend(Backend):
             spec = read_embedding_spec(self.model.folder)
             self._embedder = Embedder(self.torch, self.hf_model, self.tokenizer, spec, self.device)
         return self._embedder(texts, batch_size)
-
-    def tokenize(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
-
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(token_ids), skip_special_tokens=True))
-
-    def render_chat(self, messages: Sequence[Message]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            return super().render_chat(messages)
-        return str(
-            self.tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True)
-        )
 
     def close(self) -> None:
         model = getattr(self, "hf_model", None)

@@ -76,6 +76,14 @@ def prompt_text(processor: Any, prompt: str | None, n_images: int) -> str:
     return prompt or ""
 
 
+def image_token_counts(model: Any, processor: Any, prompt_ids: Any) -> dict[str, int]:
+    """``{"image_tokens": N}``: the prompt positions the image features fill (none when unknown)."""
+    image_id = image_token_id(model, processor)
+    if prompt_ids is None or image_id is None:
+        return {}
+    return {"image_tokens": int((prompt_ids == image_id).sum())}
+
+
 def image_token_id(model: Any, processor: Any) -> int | None:
     """The id of the token the image features replace, from the model's config or the processor."""
     for owner, name in (
@@ -182,10 +190,6 @@ def generate_with_images(
     if spans:
         stages["vision_encode_s"] = sum(spans)
     prompt_ids = inputs.get("input_ids")
-    counts: dict[str, int] = {}
-    image_id = image_token_id(model, processor)
-    if prompt_ids is not None and image_id is not None:
-        counts["image_tokens"] = int((prompt_ids == image_id).sum())
     return Generation(
         text=backend.detokenize(token_ids),
         token_ids=token_ids,
@@ -195,7 +199,7 @@ def generate_with_images(
         t_end=t_end,
         finish_reason="stop" if finished else "length",
         stages=stages,
-        counts=counts,
+        counts=image_token_counts(model, processor, prompt_ids),
     )
 
 
