@@ -53,6 +53,17 @@ def start_server(
     pytest.fail("llama-server did not become healthy within 60 s")
 
 
+def stop_server(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """Terminate a server started by a test; kill it if it has not exited within ``grace_s``
+    (llama-server lets its slots finish first, which a loaded host can stretch past any grace)."""
+    process.terminate()
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 FAULTS = ("ok", "http500", "http429", "stall", "malformed", "disconnect")
 
 
@@ -111,7 +122,12 @@ def fault_proxy(upstream: str, schedule: tuple[str, ...] = FAULTS) -> Iterator[s
                     await response.write(b"this line is not server-sent events\n\n" + buffer)
                     buffer = b""
             if kind == "stall":
-                await asyncio.sleep(3)  # silence: the client gives up after its 1 s stall timeout
+                # Silence until the client gives up (its stall timeout), never a fixed span it might
+                # outlast on a busy host: a stall that ends by itself is a slow stream, not a stall.
+                for _ in range(300):
+                    if request.transport is None or request.transport.is_closing():
+                        break
+                    await asyncio.sleep(0.1)
             elif kind == "disconnect" and request.transport is not None:
                 request.transport.close()
             else:

@@ -108,7 +108,11 @@ async def _handle(request: Any) -> Any:
     pending = b""
     for index in range(tokens):
         if mode == "stall" and index == 2:
-            await asyncio.sleep(3)
+            # Silent until the client gives up (never a fixed span a slow client might outlast), at most 30 s.
+            for _ in range(300):
+                if request.transport is None or request.transport.is_closing():
+                    return response
+                await asyncio.sleep(0.1)
         if mode == "disconnect" and index == 3:
             request.transport.close()
             return response

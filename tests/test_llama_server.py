@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from llama_server import fault_proxy, free_port, start_server
+from llama_server import fault_proxy, free_port, start_server, stop_server
 from llmbench.backends.base import GenerationConfig
 from llmbench.harness import ModelSetup
 from llmbench.measurement.prompts import synthetic_prompt_ids
@@ -30,8 +30,7 @@ pytestmark = pytest.mark.slow
 def server(smollm2: ModelRef) -> Iterator[str]:
     process, url = start_server(smollm2)
     yield url
-    process.terminate()
-    process.wait(10)
+    stop_server(process)
 
 
 def steps_at(
@@ -155,9 +154,9 @@ def test_injected_faults_in_front_of_the_real_server(server: str, smollm2: Model
     with fault_proxy(server) as proxy:
         records, step = steps_at(
             proxy, smollm2, concurrency=2, n=18, prompt_tokens=16, max_tokens=8, prompt_format="ids",
-            stall_timeout_s=2.5, request_timeout_s=20,  # the proxy's stall is 3 s of silence
+            stall_timeout_s=6, request_timeout_s=30,  # the proxy stays silent until the client gives up
         )  # fmt: skip
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < 90
     assert step["sent"] == 18 and step["ok"] + step["failed"] == 18
     assert step["errors"] == {"http_500": 3, "http_429": 3, "stall": 3, "malformed": 3, "disconnect": 3}
     assert step["ok"] == 3 and step["output_tokens"]["mean"] == 8  # the healthy ones are measured in full
@@ -187,8 +186,7 @@ def test_slow_start_connection_refused_then_loading_then_served(smollm2: ModelRe
         starter.join()
         process = holder.get("process")
         if process is not None:
-            process.terminate()  # type: ignore[attr-defined]
-            process.wait(10)  # type: ignore[attr-defined]
+            stop_server(process)  # type: ignore[arg-type]
     (step,) = record.metrics["steps"]
     assert step["ok"] > 0 and step["errors"].get("connect", 0) > 0, step["errors"]
     assert step["ok"] + step["failed"] == step["sent"]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from conftest import one_line_error, run_cli
-from llama_server import free_port, start_server
+from llama_server import free_port, start_server, stop_server
 from llmbench.backends.base import GenerationConfig, LoadOptions
 from llmbench.backends.openai import UNKNOWN_TOKEN_ID, OpenAIBackend
 from llmbench.models import ModelRef, load_tokenizer, resolve_model
@@ -20,8 +20,7 @@ pytestmark = pytest.mark.slow
 def server(smollm2: ModelRef) -> Iterator[str]:
     process, url = start_server(smollm2, parallel=1)
     yield url
-    process.terminate()
-    process.wait(10)
+    stop_server(process)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from llama_server import free_port
+from llama_server import free_port, stop_server
 from llmbench.backends.base import GenerationConfig, LoadOptions
 from llmbench.backends.openai import OpenAIBackend
 from llmbench.errors import ServerError
@@ -55,8 +55,7 @@ def server(smollm2: ModelRef, tmp_path_factory: pytest.TempPathFactory) -> Itera
         process.kill()
         pytest.fail(f"llama-cpp-python's server did not start: {Path(log).read_text()[-2000:]}")
     yield url
-    process.terminate()
-    process.wait(20)
+    stop_server(process, grace_s=20)
 
 
 def test_the_server_refuses_token_ids(server: str) -> None:
