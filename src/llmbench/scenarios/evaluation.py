@@ -21,7 +21,8 @@ from llmbench.backends.base import Backend
 from llmbench.errors import InvalidModelError, InvalidOptionError
 from llmbench.harness import ModelSetup, Opened, Partial, Scenario, ScenarioConfig, environment, run_scenario
 from llmbench.measurement.results import Accuracy, EvalResult
-from llmbench.models import ModelRef, model_family
+from llmbench.models import ModelRef
+from llmbench.scenarios._scorable import refuse_unscorable
 from llmbench.scoring import NORMALIZATIONS, UNCONDITIONAL_PROMPT, Normalization, build_request, normalize, softmax
 from llmbench.store import RunRecord, Store
 from llmbench.tasks import (
@@ -90,15 +91,7 @@ class Evaluation(Scenario):
         }
 
     def check(self, backend_cls: type[Backend], model: ModelRef) -> None:
-        if not backend_cls.can_score:
-            raise InvalidOptionError(
-                f"the {backend_cls.name} backend cannot score completions", "use llama.cpp or transformers"
-            )
-        if model.format == "hf" and model_family(model) == "seq2seq":
-            raise InvalidOptionError(
-                f"{model.name} is a seq2seq (encoder-decoder) model; llmbench scores causal models only",
-                f"measure its generation with: llmbench run {model.location} -b transformers",
-            )
+        refuse_unscorable(backend_cls, model, "completions")
 
     def measure(self, opened: Opened, partial: Partial) -> EvalResult:
         backend, config, examples = opened.loaded(), self.settings, self.examples

@@ -20,7 +20,8 @@ from llmbench.backends.base import Backend
 from llmbench.errors import InvalidOptionError
 from llmbench.harness import ModelSetup, Opened, Partial, RecordSink, Scenario, ScenarioConfig, run_scenario
 from llmbench.measurement.results import PerplexityResult
-from llmbench.models import ModelRef, model_family
+from llmbench.models import ModelRef
+from llmbench.scenarios._scorable import refuse_unscorable
 from llmbench.scoring import Continuation, ScoringRequest
 from llmbench.store import RunRecord
 
@@ -64,15 +65,7 @@ class Perplexity(Scenario):
         return self.settings.own_json() | {"text_sha256": digest}
 
     def check(self, backend_cls: type[Backend], model: ModelRef) -> None:
-        if not backend_cls.can_score:
-            raise InvalidOptionError(
-                f"the {backend_cls.name} backend cannot score tokens", "use the llama.cpp or transformers backend"
-            )
-        if model.format == "hf" and model_family(model) == "seq2seq":
-            raise InvalidOptionError(
-                f"{model.name} is a seq2seq (encoder-decoder) model; llmbench scores causal models only",
-                f"measure its generation with: llmbench run {model.location} -b transformers",
-            )
+        refuse_unscorable(backend_cls, model, "tokens")
 
     def measure(self, opened: Opened, partial: Partial) -> PerplexityResult:
         settings = self.settings
