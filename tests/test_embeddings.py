@@ -258,3 +258,22 @@ def test_sweep_runs_an_embedding_model(tiny_mean: Path, tmp_path: Path) -> None:
     assert record.kind == "embed"
     # the default text lengths (16, 128) lowered to the model's 24-token limit
     assert [(p["batch_size"], p["seq_len"]) for p in record.metrics["points"]][-3:] == [(1, 24), (8, 24), (32, 24)]
+
+
+def test_a_sweep_measures_embeddings_at_its_own_points(tiny_mean: Path, tmp_path: Path) -> None:
+    """``settings.embed`` picks the points (a causal model of the same sweep ignores it); a length
+    past the model's limit is lowered to it, as with the defaults."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"models: [{tiny_mean}]\nbackends: [transformers]\n"
+        "settings: {repetitions: 1, warmup: 0, threads: 1, embed: {batch_sizes: [2, 4], seq_lengths: [8, 99]}}\n"
+    )
+    code, out, err = run_cli("sweep", str(path), "--format", "json")
+    assert code == 0, err
+    (row,) = json.loads(out)["runs"]
+    with Store() as store:
+        record = store.get(row["id"])
+    assert [(p["batch_size"], p["seq_len"]) for p in record.metrics["points"]] == [(2, 8), (4, 8), (2, 24), (4, 24)]
+    path.write_text(f"models: [{tiny_mean}]\nsettings: {{embed: {{batch_sizes: []}}}}\n")
+    code, _, err = run_cli("sweep", str(path), "--dry-run")
+    assert code == 2 and "Traceback" not in err and "batch_sizes" in err, err

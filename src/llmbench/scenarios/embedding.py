@@ -198,16 +198,28 @@ def _fit(backend: Backend, ids: Sequence[int], n_tokens: int, specials: int) -> 
     return text
 
 
-def default_config(setup: ModelSetup, repetitions: int = 5, warmup: int = 1) -> EmbedConfig:
-    """The default points for ``setup``'s model, text lengths past its limit lowered to the limit
-    (a sweep measures every model it is given without per-model settings)."""
+def default_config(
+    setup: ModelSetup,
+    repetitions: int = 5,
+    warmup: int = 1,
+    batch_sizes: Sequence[int] | None = None,
+    seq_lengths: Sequence[int] | None = None,
+) -> EmbedConfig:
+    """The given points (the defaults where none) for ``setup``'s model, text lengths past its limit
+    lowered to the limit (a sweep measures every model it is given without per-model settings)."""
     from llmbench.backends.transformers import embedding_limit
 
     limit = embedding_limit(Path(setup.resolve().folder))
-    lengths = (
-        EmbedConfig.seq_lengths if limit is None else tuple(sorted({min(n, limit) for n in EmbedConfig.seq_lengths}))
+    lengths = tuple(seq_lengths or EmbedConfig.seq_lengths)
+    if limit is not None:
+        lengths = tuple(sorted({min(n, limit) for n in lengths}))
+    return EmbedConfig(
+        setup=setup,
+        batch_sizes=tuple(batch_sizes or EmbedConfig.batch_sizes),
+        seq_lengths=lengths,
+        repetitions=repetitions,
+        warmup=warmup,
     )
-    return EmbedConfig(setup=setup, seq_lengths=lengths, repetitions=repetitions, warmup=warmup)
 
 
 def run_embedding(

@@ -84,6 +84,15 @@ class LoadSteps(_Strict):
     warmup_s: Annotated[float, Field(ge=0)] = 0.0
 
 
+class EmbedPoints(_Strict):
+    """The points an embedding model is measured at (``llmbench embed --batch-size --seq-len``)."""
+
+    batch_sizes: Annotated[list[PositiveInt], NonEmpty] | None = None
+    """Texts per batch; default 1, 8 and 32."""
+    seq_lengths: Annotated[list[PositiveInt], NonEmpty] | None = None
+    """Tokens per text, special tokens included; default 16 and 128, lowered to the model's limit."""
+
+
 Temperature = Annotated[float, Field(ge=0)]
 
 
@@ -111,6 +120,8 @@ class Settings(_Strict):
     """Any other backend option (``-o KEY=VALUE`` of ``llmbench run``); null unsets one in an override."""
     load: LoadSteps | None = None
     """Load-test steps: each run becomes a load test of the model in-process (not an axis)."""
+    embed: EmbedPoints | None = None
+    """Where embedding models are measured (not an axis); models of other families ignore it."""
 
     def merged(self, override: Settings) -> Settings:
         """These settings with ``override``'s explicitly set ones on top (options merged key by key)."""

@@ -27,7 +27,9 @@ from llmbench.sweep._config import (
 DEFAULT_MODEL = "default"
 MAX_RUNS = 10_000
 """Most runs one sweep may plan (counted before exclusions): more is a mistake, or several sweeps."""
-_RUN_SETTINGS = tuple(name for name in Settings.model_fields if name not in (*BACKEND_SETTINGS, "options", "load"))
+_RUN_SETTINGS = tuple(
+    name for name in Settings.model_fields if name not in (*BACKEND_SETTINGS, "options", "load", "embed")
+)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class PlannedRun:
     backend: str
     config: dict[str, Any]
     """The stored (flat) form of :class:`~llmbench.scenarios.single_run.BenchmarkConfig`: the model
-    set-up's fields beside the run's own; a load run adds ``load`` (its steps)."""
+    set-up's fields beside the run's own; a load run adds ``load`` (its steps), and ``embed`` holds
+    the points an embedding model is measured at."""
     choices: dict[str, Any] = field(default_factory=dict)
     """The setting values this run took from the sweep's lists and options (for display)."""
     kind: str = "generate"
@@ -114,6 +117,8 @@ def expand(sweep: SweepFile, base_dir: Path | None = None) -> list[PlannedRun]:
                 kind = "generate"
                 if settings.load is not None:
                     kind, config["load"] = "load", settings.load.model_dump()
+                if settings.embed is not None:
+                    config["embed"] = settings.embed.model_dump(exclude_none=True)
                 key = run_key(kind, model, backend.name, config)
                 planned = [PlannedRun(key, label, model, backend.name, config, choices, kind)]
                 planned += [_eval_run(model, backend.name, config, choices, label, task) for task in tasks]

@@ -40,7 +40,7 @@ def execute(run: PlannedRun, progress: ProgressCallback | None = None) -> RunRec
         if run.kind == "load":
             scenario: Any = LoadTest(_load_config(run, config), _step_progress(progress))
         elif _embedding_model(config.setup):  # an embedding model measures embedding speed
-            scenario = _embedding(config)
+            scenario = _embedding(config, run.config.get("embed") or {})
         else:
             scenario = SingleRun(config)
         run_scenario(config.setup, scenario, sink, progress)
@@ -98,11 +98,20 @@ def _embedding_model(setup: Any) -> bool:
     return model.format == "hf" and model_family(model) == "embedding"
 
 
-def _embedding(config: Any) -> Any:
-    """The embedding scenario at its default points, with the run's repetitions and warm-up."""
+def _embedding(config: Any, points: dict[str, list[int]]) -> Any:
+    """The embedding scenario at the sweep's points (the defaults where it names none), with the
+    run's repetitions and warm-up."""
     from llmbench.scenarios.embedding import Embedding, default_config
 
-    return Embedding(default_config(config.setup, repetitions=config.repetitions, warmup=config.warmup))
+    return Embedding(
+        default_config(
+            config.setup,
+            repetitions=config.repetitions,
+            warmup=config.warmup,
+            batch_sizes=points.get("batch_sizes"),
+            seq_lengths=points.get("seq_lengths"),
+        )
+    )
 
 
 def _step_progress(progress: ProgressCallback | None) -> Any:
