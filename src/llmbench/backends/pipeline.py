@@ -45,11 +45,12 @@ from llmbench.backends.transformers import (
     EmbeddingSpec,
     HFTokenizerMethods,
     check_supported,
-    image_token_counts,
+    image_text_generation,
     import_runtime,
     load_kwargs,
     load_model,
     read_embedding_spec,
+    require_images,
     sampling_kwargs,
     sentence_vectors,
     timing_streamer,
@@ -189,8 +190,7 @@ class PipelineBackend(HFTokenizerMethods):
                 f"the {self.task} pipeline takes no images",
                 "drop --image, or run an image-text-to-text model (LLaVA, Idefics3, Qwen2-VL, BLIP-2)",
             )
-        if not images:
-            raise InvalidOptionError("no image to send with the prompt", "pass --image FILE")
+        require_images(images)
         config = config or GenerationConfig()
         clock = time.perf_counter
         token_ids: list[int] = []
@@ -214,17 +214,10 @@ class PipelineBackend(HFTokenizerMethods):
             t_start = clock()
             self.pipe(**inputs, generate_kwargs=generate_kwargs)
             t_end = clock()
-        prompt_ids = prompt_seen.prompt
-        return Generation(
-            text=self.detokenize(token_ids),
-            token_ids=token_ids,
-            prompt_tokens=int(prompt_ids.shape[-1]) if prompt_ids is not None else 0,
-            t_start=t_start,
-            token_times=token_times,
-            t_end=t_end,
-            finish_reason="stop" if finished else "length",
-            counts=image_token_counts(self.hf_model, self.processor, prompt_ids),
-        )
+        return image_text_generation(
+            self.detokenize, self.hf_model, self.processor, prompt_seen.prompt, token_ids, token_times,
+            (t_start, t_end), stopped=bool(finished),
+        )  # fmt: skip
 
     def _generation_config(self, config: GenerationConfig) -> Any:
         """``transformers.GenerationConfig`` as the transformers backend builds it (greedy by default;

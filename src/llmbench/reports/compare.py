@@ -113,18 +113,20 @@ def _values(run: RunRecord, metric: Metric) -> list[float]:
 def _compare_speed(a: RunRecord, b: RunRecord) -> list[MetricComparison]:
     rows = []
     for metric in registry.SPEED:
-        va, vb = _values(a, metric), _values(b, metric)
-        mean_a = statistics.fmean(va) if va else None
-        mean_b = statistics.fmean(vb) if vb else None
-        _, p = mann_whitney_u(va, vb) if va and vb else (None, None)
-        ratio = mean_b / mean_a if mean_a and mean_b is not None else None
-        rows.append(
-            MetricComparison(
-                metric.key, mean_a, mean_b, ratio, p, "Mann-Whitney U", len(va), len(vb),
-                metric.title, metric.scale, metric.better, metric.digits,
-            )
-        )  # fmt: skip
+        rows.append(_rank_tested(metric, metric.key, metric.title, _values(a, metric), _values(b, metric)))
     return rows
+
+
+def _rank_tested(metric: Metric, key: str, title: str, va: list[float], vb: list[float]) -> MetricComparison:
+    """Two runs' samples of one metric: their means, the ratio b/a and the Mann-Whitney U p-value."""
+    mean_a = statistics.fmean(va) if va else None
+    mean_b = statistics.fmean(vb) if vb else None
+    _, p = mann_whitney_u(va, vb) if va and vb else (None, None)
+    ratio = mean_b / mean_a if mean_a and mean_b is not None else None
+    return MetricComparison(
+        key, mean_a, mean_b, ratio, p, "Mann-Whitney U", len(va), len(vb),
+        title, metric.scale, metric.better, metric.digits,
+    )  # fmt: skip
 
 
 def _compare_embeddings(a: RunRecord, b: RunRecord) -> list[MetricComparison]:
@@ -137,16 +139,7 @@ def _compare_embeddings(a: RunRecord, b: RunRecord) -> list[MetricComparison]:
         if key not in points_b:
             continue
         va, vb = list(point.latencies_s), list(points_b[key].latencies_s)
-        mean_a = statistics.fmean(va) if va else None
-        mean_b = statistics.fmean(vb) if vb else None
-        _, p = mann_whitney_u(va, vb) if va and vb else (None, None)
-        ratio = mean_b / mean_a if mean_a and mean_b is not None else None
-        rows.append(
-            MetricComparison(
-                f"{metric.key}[{key[0]}x{key[1]}]", mean_a, mean_b, ratio, p, "Mann-Whitney U", len(va), len(vb),
-                f"{metric.title}, {point.label}", metric.scale, metric.better, metric.digits,
-            )
-        )  # fmt: skip
+        rows.append(_rank_tested(metric, f"{metric.key}[{key[0]}x{key[1]}]", f"{metric.title}, {point.label}", va, vb))
     if not rows:
         raise LLMBenchError(
             f"runs {a.id} and {b.id} share no embedding point", "compare runs of the same batch sizes and lengths"

@@ -27,7 +27,12 @@ from llmbench.backends.transformers._load import (
 from llmbench.backends.transformers._streamer import timing_streamer
 from llmbench.backends.transformers._tokenizer import HFTokenizerMethods
 from llmbench.backends.transformers._vision import DEFAULT_PROMPT as DEFAULT_IMAGE_PROMPT
-from llmbench.backends.transformers._vision import image_token_counts, image_token_id
+from llmbench.backends.transformers._vision import (
+    image_text_generation,
+    image_token_counts,
+    image_token_id,
+    require_images,
+)
 
 __all__ = [
     "DEFAULT_IMAGE_PROMPT",
@@ -37,12 +42,14 @@ __all__ = [
     "TransformersBackend",
     "check_supported",
     "embedding_limit",
+    "image_text_generation",
     "image_token_counts",
     "image_token_id",
     "import_runtime",
     "load_kwargs",
     "load_model",
     "read_embedding_spec",
+    "require_images",
     "sampling_kwargs",
     "sentence_vectors",
     "timing_streamer",

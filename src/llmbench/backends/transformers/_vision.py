@@ -155,8 +155,7 @@ def generate_with_images(
             f"{backend.model.name} is a {backend.family} model and takes no images",
             "drop --image, or run an image-text-to-text model (LLaVA, Idefics3, Qwen2-VL, BLIP-2)",
         )
-    if not images:
-        raise InvalidOptionError("no image to send with the prompt", "pass --image FILE")
+    require_images(images)
     torch, model, processor = backend.torch, backend.hf_model, backend.processor
     text = prompt_text(processor, prompt, len(images))
     sync = _synchronizer(torch, backend.device)
@@ -189,16 +188,40 @@ def generate_with_images(
         t_end = clock()
     if spans:
         stages["vision_encode_s"] = sum(spans)
-    prompt_ids = inputs.get("input_ids")
+    return image_text_generation(
+        backend.detokenize, model, processor, inputs.get("input_ids"), token_ids, token_times,
+        (t_start, t_end), stopped=bool(finished), stages=stages,
+    )  # fmt: skip
+
+
+def require_images(images: Sequence[Any]) -> None:
+    if not images:
+        raise InvalidOptionError("no image to send with the prompt", "pass --image FILE")
+
+
+def image_text_generation(
+    detokenize: Callable[[list[int]], str],
+    model: Any,
+    processor: Any,
+    prompt_ids: Any,
+    token_ids: list[int],
+    token_times: list[float],
+    span: tuple[float, float],
+    *,
+    stopped: bool,
+    stages: dict[str, float] | None = None,
+) -> Generation:
+    """The record of one image-text generation (the backend's or the pipeline's): the prompt's
+    length with its image tokens counted apart, and the finish reason."""
     return Generation(
-        text=backend.detokenize(token_ids),
+        text=detokenize(token_ids),
         token_ids=token_ids,
         prompt_tokens=int(prompt_ids.shape[-1]) if prompt_ids is not None else 0,
-        t_start=t_start,
+        t_start=span[0],
         token_times=token_times,
-        t_end=t_end,
-        finish_reason="stop" if finished else "length",
-        stages=stages,
+        t_end=span[1],
+        finish_reason="stop" if stopped else "length",
+        stages=stages or {},
         counts=image_token_counts(model, processor, prompt_ids),
     )
 
