@@ -4,7 +4,8 @@ Each model is built from a config (one vision layer, 30-32 pixel images, a one-l
 hidden size 32) with a tiny byte-level BPE tokenizer and the real processor classes, saved, then run
 through the CLI: the run is stored, ``show`` lists the image stages, and the greedy text equals
 ``model.generate`` called directly on the processor's outputs. llama.cpp's multimodal path is
-tested on its refusals (no mmproj projector exists offline); remote-code folders load only on request.
+tested here on its refusals (tests/test_llama_cpp_vision.py runs a real converted projector);
+remote-code folders load only on request.
 """
 
 from __future__ import annotations

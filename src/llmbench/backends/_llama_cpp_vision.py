@@ -2,20 +2,33 @@
 through llama-cpp-python's mtmd chat handler (``MTMDChatHandler``; ``Llava15ChatHandler`` on
 builds without it).
 
-Untested on a real projector: no mmproj file is available offline, so the tests cover the refusals
-only (a missing file, a file that is not a projector, images without ``-o mmproj``). The timing
-follows the handler's own steps, each wrapped where the handler calls llama.cpp:
+Tested on a real projector (tests/test_llama_cpp_vision.py): a tiny random Idefics3 converted by
+llama.cpp's own ``convert_hf_to_gguf.py`` (text GGUF and ``--mmproj`` GGUF), run by
+llama-cpp-python 0.3.36 through the CLI and the backend: forced length, the image-token count the
+projector's config gives (one 32-pixel tile plus mtmd's overview: 2 x 4), both stages, TTFT above
+them, two images, a GGUF without a chat template, a prompt that overflows ``n_ctx``, and text
+alone with the projector loaded. Other projector types (LLaVA/CLIP, Qwen2-VL's M-RoPE, Gemma 3)
+and GPU offload of the projector are untested. The timing follows the handler's own steps, each
+wrapped where the handler calls llama.cpp:
 
 * ``image_preprocess_s``: decoding the image bytes into mtmd bitmaps and ``mtmd_tokenize``
-  (llama.cpp's resize, normalize and patching, plus the text's tokens);
+  (llama.cpp's resize, normalize, slicing and patching, plus the text's tokens);
 * ``vision_encode_s``: ``mtmd_helper_eval_chunk_single`` on the image chunks, which runs the
   vision encoder and projector **and decodes the image embeddings into the context** (llama.cpp's
   helper does both in one call), so it also holds the image tokens' share of the prefill;
-* ``counts["image_tokens"]``: ``mtmd_input_chunk_get_n_tokens`` of the image chunks;
+* ``counts["image_tokens"]``: ``mtmd_input_chunk_get_n_tokens`` of the image chunks (mtmd may cut
+  one image into several: Idefics3's tiles plus an overview);
 * each generated token is stamped when ``Llama.sample`` returns it, as in text generation.
 
+Where the handler meets real models it is adjusted (each found running the tiny Idefics3): the chat
+template gets each message as one string (text-only templates fail on the list of parts), a GGUF
+without a template gets a plain prompt, mtmd's per-image logging goes through llama-cpp-python's
+log callback (quiet unless verbose), and a tokenized prompt that leaves no room for
+``max_new_tokens`` is refused in one line.
+
 ``force_new_tokens`` biases the end-of-generation tokens to -inf (what llama.cpp server's
-``ignore_eos`` does), since the chat completion call has no ``ignore_eos``.
+``ignore_eos`` does), since the chat completion call has no ``ignore_eos``; those tokens are found
+by a scan of the vocabulary once per model, before any generation's clock starts.
 """
 
 from __future__ import annotations
@@ -60,11 +73,65 @@ def chat_handler(llama_cpp: Any, path: Path) -> Any:
             "upgrade it: pip install -U llama-cpp-python (0.3.x with mtmd)",
         )
     try:
-        return handler_class(clip_model_path=str(path), verbose=False)
+        handler = handler_class(clip_model_path=str(path), verbose=False)
     except (ValueError, OSError) as exc:
         raise InvalidModelError(
             f"llama.cpp could not open projector {path}: {exc}", "pass the model's mmproj-*.gguf"
         ) from None
+    _route_mtmd_logs(handler._mtmd_cpp)
+    if hasattr(handler, "_get_template_messages"):  # MTMDChatHandler renders the GGUF's own template
+        handler._get_template_messages = _text_content(handler._get_template_messages)
+        handler._get_chat_template = _template_or_plain
+    return handler
+
+
+PLAIN_TEMPLATE = "{% for message in messages %}{{ message['content'] }}\n{% endfor %}"
+"""The prompt of a GGUF without a chat template: each message's text (the images' markers, then the
+prompt), as the text path sends a raw prompt to such a model."""
+
+
+def _template_or_plain(llama_model: Any) -> str:
+    """The GGUF's chat template, or :data:`PLAIN_TEMPLATE` where it has none (the handler would
+    raise "MTMDChatHandler requires tokenizer.chat_template metadata")."""
+    template = llama_model.metadata.get("tokenizer.chat_template")
+    return template if isinstance(template, str) and template else PLAIN_TEMPLATE
+
+
+def _route_mtmd_logs(mtmd_cpp: Any) -> None:
+    """Send mtmd's and its helper's logging through llama-cpp-python's log callback, as llama.cpp's
+    own: with ``verbose=False`` only errors print. mtmd otherwise writes every step of every image
+    ("encoding image slice...", "clip_encode: ...", "image decoded ...") to stderr, under the
+    CLI's output."""
+    import ctypes
+
+    from llama_cpp._logger import llama_log_callback
+
+    for name in ("mtmd_log_set", "mtmd_helper_log_set"):
+        setter = getattr(mtmd_cpp, name, None)
+        if setter is not None:
+            setter(llama_log_callback, ctypes.c_void_p(0))
+
+
+def _text_content(template_messages: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+    """The handler's ``_get_template_messages`` with each message's parts joined into one string.
+
+    The handler hands the chat template the OpenAI list of parts, images already replaced by mtmd's
+    media marker; text-only templates (most GGUFs', SmolLM2's among them) concatenate ``content`` as
+    a string and fail on a list ("can only concatenate str (not "list") to str"). Joined, the
+    template sees ``<__media__>\nDescribe the image.``, which every template renders, and mtmd
+    still finds the marker where the image goes."""
+
+    def joined(messages: Any, media_marker: str) -> list[Any]:
+        rendered = []
+        for message in template_messages(messages, media_marker):
+            content = message.get("content")
+            if isinstance(content, list):
+                parts = [part.get("text", "") if isinstance(part, dict) else str(part) for part in content]
+                message = {**message, "content": "\n".join(parts)}
+            rendered.append(message)
+        return rendered
+
+    return joined
 
 
 def start_projector(handler: Any, llm: Any, path: Path) -> None:
@@ -83,11 +150,14 @@ def start_projector(handler: Any, llm: Any, path: Path) -> None:
 
 
 class _TimedMtmd:
-    """The ``llama_cpp.mtmd_cpp`` module as the handler sees it, with the image steps timed."""
+    """The ``llama_cpp.mtmd_cpp`` module as the handler sees it, with the image steps timed and the
+    tokenized prompt checked against the context (``n_ctx`` holding it and ``max_new_tokens``)."""
 
-    def __init__(self, module: Any, clock: Callable[[], float]) -> None:
+    def __init__(self, module: Any, clock: Callable[[], float], n_ctx: int, max_new_tokens: int) -> None:
         self._module = module
         self._clock = clock
+        self._n_ctx = n_ctx
+        self._max_new_tokens = max_new_tokens
         self.stages: dict[str, float] = {"image_preprocess_s": 0.0, "vision_encode_s": 0.0}
         self.image_tokens = 0
 
@@ -95,9 +165,10 @@ class _TimedMtmd:
         found = getattr(self._module, name)
         stage = {
             "mtmd_helper_bitmap_init_from_buf": "image_preprocess_s",
-            "mtmd_tokenize": "image_preprocess_s",
             "mtmd_helper_eval_chunk_single": "vision_encode_s",
         }.get(name)
+        if name == "mtmd_tokenize":
+            return self._fitted(self._timed(found, "image_preprocess_s"))
         if stage is not None:
             return self._timed(found, stage)
         if name == "mtmd_input_chunk_get_n_tokens":  # the handler asks it of image chunks only
@@ -113,6 +184,25 @@ class _TimedMtmd:
                 self.stages[stage] += self._clock() - started
 
         return timed
+
+    def _fitted(self, tokenize: Callable[..., Any]) -> Callable[..., Any]:
+        """``mtmd_tokenize``, refusing a prompt that leaves no room for ``max_new_tokens``: the handler
+        would otherwise decode past ``n_ctx`` (a numpy broadcast error, "could not broadcast input
+        array from shape (12,) into shape (3,)") or stop short of the forced length."""
+
+        def fitted(*args: Any) -> Any:
+            result = tokenize(*args)
+            if result == 0:
+                n_tokens = int(self._module.mtmd_helper_get_n_tokens(args[1]))  # args: ctx, chunks, text, ...
+                if n_tokens + self._max_new_tokens > self._n_ctx:
+                    raise InvalidOptionError(
+                        f"the prompt with its images ({n_tokens} tokens) + max_new_tokens ({self._max_new_tokens})"
+                        f" exceed n_ctx ({self._n_ctx})",
+                        "raise --n-ctx, or send fewer or smaller images",
+                    )
+            return result
+
+        return fitted
 
     def _counted(self, function: Callable[..., Any]) -> Callable[..., Any]:
         def counted(*args: Any) -> Any:
@@ -133,15 +223,18 @@ def image_url(image: Any) -> str:
 def generate_with_images(
     llm: Any,
     handler: Any,
-    is_eog: Callable[[int], bool],
+    eog_ids: Sequence[int],
     detokenize: Callable[[Sequence[int]], str],
     prompt: str | None,
     images: Sequence[Any],
     config: GenerationConfig,
 ) -> Generation:
-    """One timed chat completion from ``images`` and ``prompt`` (see the module docstring)."""
+    """One timed chat completion from ``images`` and ``prompt`` (see the module docstring);
+    ``eog_ids`` are the vocabulary's end-of-generation tokens (:func:`eog_ids`, found once per model)."""
     if not images:
         raise InvalidOptionError("no image to send with the prompt", "pass --image FILE")
+    eog = frozenset(eog_ids)
+    logit_bias = dict.fromkeys(eog, -float("inf")) if config.force_new_tokens else None
     content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image_url(im)}} for im in images]
     content.append({"type": "text", "text": prompt or DEFAULT_PROMPT})
     clock = time.perf_counter
@@ -155,14 +248,14 @@ def generate_with_images(
         if not prompt_tokens:
             prompt_tokens.append(int(llm.n_tokens))  # the whole prompt, image positions included, is in the context
         token = int(original_sample(*args, **kwargs))
-        if not config.force_new_tokens and is_eog(token):
+        if not config.force_new_tokens and token in eog:
             finished.append(token)
         elif not finished:
             token_times.append(clock())
             token_ids.append(token)
         return token
 
-    timed = _TimedMtmd(handler._mtmd_cpp, clock)
+    timed = _TimedMtmd(handler._mtmd_cpp, clock, _context_size(llm), config.max_new_tokens)
     handler._mtmd_cpp, llm.sample = timed, sample
     try:
         t_start = clock()
@@ -176,7 +269,7 @@ def generate_with_images(
             min_p=0.0,
             repeat_penalty=1.0,
             seed=config.seed,
-            logit_bias=dict.fromkeys(_eog_ids(llm, is_eog), -float("inf")) if config.force_new_tokens else None,
+            logit_bias=logit_bias,
         )
         for _ in stream:
             pass
@@ -197,6 +290,14 @@ def generate_with_images(
     )
 
 
-def _eog_ids(llm: Any, is_eog: Callable[[int], bool]) -> list[int]:
-    """Every end-of-generation token id of the vocabulary."""
+def _context_size(llm: Any) -> int:
+    """The tokens the loaded model holds: the ``n_ctx`` asked for. llama.cpp pads its own context
+    (``Llama.n_ctx()`` says 256 for ``n_ctx=48``), but llama-cpp-python's token buffer keeps the size
+    asked for, and the handler's own check, against the padded size, lets a prompt overflow it."""
+    return min(int(llm.n_ctx()), len(llm.input_ids))
+
+
+def eog_ids(llm: Any, is_eog: Callable[[int], bool]) -> list[int]:
+    """Every end-of-generation token id of the vocabulary: a scan of the whole vocabulary (about
+    50 ms for SmolLM2's 49k tokens), so the backend asks once, never inside a timed generation."""
     return [token for token in range(int(llm.n_vocab())) if is_eog(token)]

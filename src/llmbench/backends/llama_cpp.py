@@ -9,7 +9,7 @@ A run with ``n_gpu_layers`` other than 0 stores the layers really offloaded
 ``LoadOptions.threads`` sets both ``n_threads`` and ``n_threads_batch`` (default: every CPU this
 process may use, the same default the transformers backend uses).
 ``mmproj`` (a vision projector GGUF) takes images through llama.cpp's mtmd chat handler
-(``_llama_cpp_vision``; untested on a real projector).
+(``_llama_cpp_vision``; tested on a converted Idefics3 projector).
 
 Each generation starts from an empty KV cache (``Llama.reset``): llama-cpp-python otherwise reuses
 the cached prefix of the previous prompt, which would hide prefill cost in repeated runs.
@@ -81,6 +81,7 @@ class LlamaCppBackend(Backend):
         self._scorer: Any = None
         self._is_eog = partial(llama_cpp.llama_vocab_is_eog, self.llm._model.vocab)
         self._vision_handler: Any = None
+        self._eog_ids: list[int] | None = None  # found on the first image generation, outside its timing
         if projector is not None:
             self._vision_handler = _start_projector(llama_cpp, self.llm, projector)
 
@@ -162,15 +163,17 @@ class LlamaCppBackend(Backend):
     def generate_with_images(
         self, prompt: str | None, images: Sequence[Any], config: GenerationConfig | None = None
     ) -> Generation:
-        from llmbench.backends._llama_cpp_vision import generate_with_images
+        from llmbench.backends._llama_cpp_vision import eog_ids, generate_with_images
 
         if self._vision_handler is None:
             raise InvalidOptionError(
                 f"images need {self.model.name}'s vision projector on the llama.cpp backend",
                 "add -o mmproj=PATH, the mmproj-*.gguf that ships with the model",
             )
+        if self._eog_ids is None:
+            self._eog_ids = eog_ids(self.llm, self._is_eog)
         return generate_with_images(
-            self.llm, self._vision_handler, self._is_eog, self.detokenize, prompt, images, config or GenerationConfig()
+            self.llm, self._vision_handler, self._eog_ids, self.detokenize, prompt, images, config or GenerationConfig()
         )
 
     def close(self) -> None:

@@ -66,7 +66,9 @@ class BenchmarkConfig(ScenarioConfig):
             )
         self.generation_config()  # validates the generation options
         n_ctx = self.setup.n_ctx
-        if self.prompt is None and not self.chat and self.prompt_tokens + self.max_new_tokens > n_ctx:
+        # An image run's prompt is the image prompt, not a synthetic one: its backend checks the length.
+        synthetic = self.prompt is None and not self.chat and not self.images
+        if synthetic and self.prompt_tokens + self.max_new_tokens > n_ctx:
             raise InvalidOptionError(
                 f"prompt ({self.prompt_tokens}) + max_new_tokens ({self.max_new_tokens}) exceed n_ctx ({n_ctx})",
                 "raise --n-ctx or shorten the prompt",
