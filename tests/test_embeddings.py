@@ -265,15 +265,16 @@ def test_a_sweep_measures_embeddings_at_its_own_points(tiny_mean: Path, tmp_path
     past the model's limit is lowered to it, as with the defaults."""
     path = tmp_path / "s.yaml"
     path.write_text(
-        f"models: [{tiny_mean}]\nbackends: [transformers]\n"
+        f"models: [{{model: {tiny_mean}, backends: [transformers]}}, {{model: default, backends: [fake]}}]\n"
         "settings: {repetitions: 1, warmup: 0, threads: 1, embed: {batch_sizes: [2, 4], seq_lengths: [8, 99]}}\n"
     )
     code, out, err = run_cli("sweep", str(path), "--format", "json")
     assert code == 0, err
-    (row,) = json.loads(out)["runs"]
+    embedding, causal = json.loads(out)["runs"]
     with Store() as store:
-        record = store.get(row["id"])
+        record, generated = store.get(embedding["id"]), store.get(causal["id"])
     assert [(p["batch_size"], p["seq_len"]) for p in record.metrics["points"]] == [(2, 8), (4, 8), (2, 24), (4, 24)]
+    assert generated.kind == "generate" and generated.status == "ok" and "embed" not in generated.config
     path.write_text(f"models: [{tiny_mean}]\nsettings: {{embed: {{batch_sizes: []}}}}\n")
     code, _, err = run_cli("sweep", str(path), "--dry-run")
     assert code == 2 and "Traceback" not in err and "batch_sizes" in err, err

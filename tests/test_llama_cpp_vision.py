@@ -198,3 +198,53 @@ def test_an_image_run_is_not_held_to_the_synthetic_prompt_length(tiny_vlm: tuple
     assert code == 0, err
     row = json.loads(out)
     assert row["status"] == "ok" and row["config"]["prompt_length"] + 8 <= 96
+
+
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+"""SmolVLM's own chat template: it loops over the message's parts, so joined text would render empty."""
+
+
+def test_a_vision_template_gets_the_parts_and_a_text_template_one_string(backend: Any) -> None:
+    from llmbench.backends.base import GenerationConfig
+
+    template = backend.llm.metadata["tokenizer.chat_template"]
+    backend.llm.metadata["tokenizer.chat_template"] = SMOLVLM_TEMPLATE
+    try:
+        parts = backend.generate_with_images(PROMPT, [_image(3)], GenerationConfig(3, True))
+    finally:
+        backend.llm.metadata["tokenizer.chat_template"] = template
+    text = backend.generate_with_images(PROMPT, [_image(3)], GenerationConfig(3, True))
+    for generation in (parts, text):
+        assert generation.output_tokens == 3 and generation.counts == {"image_tokens": IMAGE_TOKENS}
+    assert parts.prompt_tokens != text.prompt_tokens  # each rendered by its own template
+
+
+def test_a_handler_without_what_llmbench_uses_is_refused_in_one_line(
+    tiny_vlm: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llama_cpp import llama_chat_format
+
+    from llmbench.backends._llama_cpp_vision import chat_handler
+    from llmbench.errors import InvalidOptionError
+
+    class Older:  # an MTMDChatHandler of another version, without the private methods llmbench adapts
+        _mtmd_cpp = None
+
+    monkeypatch.setattr(llama_chat_format, "MTMDChatHandler", Older)
+    with pytest.raises(InvalidOptionError, match="without _init_mtmd_context") as raised:
+        chat_handler(None, tiny_vlm[1])
+    assert "llama-cpp-python==" in (raised.value.hint or "")
+
+
+def test_a_text_prompt_past_the_asked_n_ctx_is_refused_in_one_line() -> None:
+    """llama.cpp pads ``--n-ctx 48`` to 256 but llama-cpp-python's buffer holds 48: a text prompt is
+    checked against the 48 (it crashed with a numpy broadcast error when checked against the 256)."""
+    prompt = " ".join(["word"] * 60)
+    code, _, err = run_cli("run", "--n-ctx", "48", "--prompt", prompt, "-n", "8", "-r", "1", "-w", "0", "--no-store")
+    one_line_error(code, err, "exceed n_ctx (48)", "--n-ctx")

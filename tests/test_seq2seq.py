@@ -125,6 +125,18 @@ def test_eval_on_a_seq2seq_model_is_one_line(tiny_t5_dir: Path) -> None:
     one_line_error(code, err, "seq2seq", "llmbench run")
 
 
+def test_perplexity_on_a_seq2seq_model_and_on_a_backend_that_cannot_score_is_one_line(
+    tiny_t5_dir: Path, tmp_path: Path
+) -> None:
+    """Evaluation and perplexity share one refusal (``scenarios/_scorable.py``), before anything loads."""
+    text = tmp_path / "t.txt"
+    text.write_text("one two three four five six seven eight nine ten " * 20)
+    code, _, err = run_cli("perplexity", str(tiny_t5_dir), "-b", "transformers", "--text", str(text))
+    one_line_error(code, err, "seq2seq", "llmbench run")
+    code, _, err = run_cli("perplexity", "http://127.0.0.1:9/v1", "--text", str(text))
+    one_line_error(code, err, "cannot score tokens", "llama.cpp or transformers")
+
+
 def _t5_config(folder: Path, **sizes: int) -> Path:
     config = {"architectures": ["T5ForConditionalGeneration"], "model_type": "t5", "is_encoder_decoder": True,
               "vocab_size": 128, "d_ff": 96, "feed_forward_proj": "relu", "torch_dtype": "float32", **sizes}  # fmt: skip

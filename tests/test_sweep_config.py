@@ -254,3 +254,29 @@ def test_memory_limit_forms_that_stay_valid(tmp_path: Path) -> None:
     for value, size in (("4GiB", 4 << 30), ("500MB", 500 * 10**6), (1 << 20, 1 << 20)):
         sweep, _ = load_sweep_file(write(tmp_path, f"models: [default]\nmemory_limit: {value}\n"))
         assert sweep.memory_limit == value and sweep.memory_limit_bytes() == size
+
+
+def test_sweep_ids_leave_defaults_out() -> None:
+    """A sweep's id (what resuming it finds its runs by) depends on what the file says, not on the
+    fields this version knows: a field added later with a default (``embed``, ``load``) leaves the
+    ids of existing files alone, and writing a default out changes nothing."""
+    from llmbench.sweep._config import SweepFile
+    from llmbench.sweep._plan import sweep_id
+
+    plain = SweepFile.model_validate({"models": ["default"], "settings": {"threads": 2}})
+    spelled = SweepFile.model_validate(
+        {"models": ["default"], "settings": {"threads": 2, "embed": None, "load": None}, "timeout_s": 1800.0}
+    )
+    assert sweep_id(plain) == sweep_id(spelled) == "cc446c9dbe50"
+
+
+def test_an_entrys_sections_merge_with_the_sweeps_key_by_key(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "models:\n  - {model: default, settings: {embed: {seq_lengths: [8]}, load: {requests: 4}}}\n"
+        "settings: {embed: {batch_sizes: [2]}, load: {concurrency: [1, 2], requests: 9}}\n"
+    )
+    sweep, _ = load_sweep_file(path)
+    (run,) = [run for run in expand(sweep, tmp_path) if run.kind == "load"]
+    assert run.config["embed"] == {"batch_sizes": [2], "seq_lengths": [8]}
+    assert run.config["load"]["concurrency"] == [1, 2] and run.config["load"]["requests"] == 4

@@ -1,6 +1,6 @@
 """llama.cpp multimodal: a GGUF language model plus its ``mmproj`` vision projector (``-o mmproj=PATH``),
-through llama-cpp-python's mtmd chat handler (``MTMDChatHandler``; ``Llava15ChatHandler`` on
-builds without it).
+through llama-cpp-python's mtmd chat handler (``MTMDChatHandler``; a build without it, or without
+what this module uses of it, is refused in one line).
 
 Tested on a real projector (tests/test_llama_cpp_vision.py): a tiny random Idefics3 converted by
 llama.cpp's own ``convert_hf_to_gguf.py`` (text GGUF and ``--mmproj`` GGUF), run by
@@ -20,9 +20,10 @@ wrapped where the handler calls llama.cpp:
   one image into several: Idefics3's tiles plus an overview);
 * each generated token is stamped when ``Llama.sample`` returns it, as in text generation.
 
-Where the handler meets real models it is adjusted (each found running the tiny Idefics3): the chat
-template gets each message as one string (text-only templates fail on the list of parts), a GGUF
-without a template gets a plain prompt, mtmd's per-image logging goes through llama-cpp-python's
+Where the handler meets real models it is adjusted (each found running the tiny Idefics3): a
+text-only chat template gets each message as one string (it fails on the list of parts a vision
+template loops over; :class:`_Templates` tells them apart), a GGUF without a template gets a plain
+prompt, mtmd's per-image logging goes through llama-cpp-python's
 log callback (quiet unless verbose), and a tokenized prompt that leaves no room for
 ``max_new_tokens`` is refused in one line.
 
@@ -60,28 +61,38 @@ def projector_path(value: Any) -> Path:
     return path
 
 
+_HANDLER_METHODS = ("_init_mtmd_context", "_get_template_messages", "_get_chat_template")
+"""What this module uses of llama-cpp-python's ``MTMDChatHandler`` beyond its public call, with its
+``_mtmd_cpp`` module (tested with 0.3.36); a build without one is refused in one line, not mid-run."""
+
+
+def _checked(handler: Any, names: Sequence[str]) -> Any:
+    missing = [name for name in names if handler is not None and not hasattr(handler, name)]
+    if handler is None or missing:
+        what = "no MTMDChatHandler" if handler is None else f"an MTMDChatHandler without {', '.join(missing)}"
+        raise InvalidOptionError(
+            f"images on llama.cpp need llama-cpp-python's mtmd chat handler; this one has {what}",
+            "install the version llmbench is tested with: pip install 'llama-cpp-python==0.3.36'",
+        )
+    return handler
+
+
 def chat_handler(llama_cpp: Any, path: Path) -> Any:
-    """The installed llama-cpp-python's multimodal chat handler on projector ``path``."""
+    """The installed llama-cpp-python's mtmd chat handler on projector ``path``, adapted (see
+    :class:`_Templates`) and with mtmd's logging routed like llama.cpp's own."""
     from llama_cpp import llama_chat_format
 
-    handler_class = getattr(llama_chat_format, "MTMDChatHandler", None) or getattr(
-        llama_chat_format, "Llava15ChatHandler", None
-    )
-    if handler_class is None:
-        raise InvalidOptionError(
-            "this llama-cpp-python has no multimodal chat handler",
-            "upgrade it: pip install -U llama-cpp-python (0.3.x with mtmd)",
-        )
+    handler_class = _checked(getattr(llama_chat_format, "MTMDChatHandler", None), _HANDLER_METHODS)
     try:
         handler = handler_class(clip_model_path=str(path), verbose=False)
     except (ValueError, OSError) as exc:
         raise InvalidModelError(
             f"llama.cpp could not open projector {path}: {exc}", "pass the model's mmproj-*.gguf"
         ) from None
+    _checked(handler, ("_mtmd_cpp",))
     _route_mtmd_logs(handler._mtmd_cpp)
-    if hasattr(handler, "_get_template_messages"):  # MTMDChatHandler renders the GGUF's own template
-        handler._get_template_messages = _text_content(handler._get_template_messages)
-        handler._get_chat_template = _template_or_plain
+    templates = _Templates(handler._get_template_messages)
+    handler._get_chat_template, handler._get_template_messages = templates.chat_template, templates.messages
     return handler
 
 
@@ -89,49 +100,93 @@ PLAIN_TEMPLATE = "{% for message in messages %}{{ message['content'] }}\n{% endf
 """The prompt of a GGUF without a chat template: each message's text (the images' markers, then the
 prompt), as the text path sends a raw prompt to such a model."""
 
+_PROBE = ("<probe-marker>", "probe text")
 
-def _template_or_plain(llama_model: Any) -> str:
-    """The GGUF's chat template, or :data:`PLAIN_TEMPLATE` where it has none (the handler would
-    raise "MTMDChatHandler requires tokenizer.chat_template metadata")."""
-    template = llama_model.metadata.get("tokenizer.chat_template")
-    return template if isinstance(template, str) and template else PLAIN_TEMPLATE
+
+class _Templates:
+    """The handler's template choice and messages, fitted to the GGUF's template.
+
+    The handler renders the GGUF's template with each message's content as the OpenAI list of parts
+    (images replaced by mtmd's media marker). Vision templates (SmolVLM's, Qwen2-VL's) loop over the
+    parts; text-only ones (most GGUFs', SmolLM2's among them) concatenate ``content`` as a string
+    and fail on a list ("can only concatenate str (not "list") to str"). So the template is rendered
+    once on a probe message of parts: where the marker and the text both come out, parts are sent
+    as they are; otherwise each message's parts are joined into one string (marker first, as
+    ``<__media__>\nDescribe the image.``), where mtmd still finds the marker. A GGUF without a
+    template gets :data:`PLAIN_TEMPLATE` (the handler would refuse it)."""
+
+    def __init__(self, template_messages: Callable[..., list[Any]]) -> None:
+        self._template_messages = template_messages
+        self._takes_parts: dict[str, bool] = {}
+        self._join = False
+
+    def chat_template(self, llama_model: Any) -> str:
+        template = llama_model.metadata.get("tokenizer.chat_template")
+        if not isinstance(template, str) or not template:
+            template = PLAIN_TEMPLATE
+        if template not in self._takes_parts:
+            self._takes_parts[template] = _renders_parts(template)
+        self._join = not self._takes_parts[template]
+        return template
+
+    def messages(self, messages: Any, media_marker: str) -> list[Any]:
+        rendered = self._template_messages(messages, media_marker)
+        return [_joined(message) for message in rendered] if self._join else rendered
+
+
+def _renders_parts(template: str) -> bool:
+    """Whether ``template`` renders a message whose content is a list of text parts, both parts."""
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[Jinja2ChatFormatter.IgnoreGenerationTags, jinja2.ext.loopcontrols],
+    )
+    environment.filters["tojson"] = Jinja2ChatFormatter.tojson
+    parts = [{"type": "text", "text": text} for text in _PROBE]
+
+    def raise_exception(message: str) -> None:
+        raise ValueError(message)
+
+    try:
+        text = environment.from_string(template).render(
+            messages=[{"role": "user", "content": parts}],
+            add_generation_prompt=True,
+            eos_token="",
+            bos_token="",
+            raise_exception=raise_exception,
+        )
+    except Exception:  # any failure of the template on parts means: send it strings
+        return False
+    return all(probe in text for probe in _PROBE)
+
+
+def _joined(message: dict[str, Any]) -> dict[str, Any]:
+    content = message.get("content")
+    if not isinstance(content, list):
+        return message
+    parts = [part.get("text", "") if isinstance(part, dict) else str(part) for part in content]
+    return {**message, "content": "\n".join(parts)}
 
 
 def _route_mtmd_logs(mtmd_cpp: Any) -> None:
     """Send mtmd's and its helper's logging through llama-cpp-python's log callback, as llama.cpp's
     own: with ``verbose=False`` only errors print. mtmd otherwise writes every step of every image
     ("encoding image slice...", "clip_encode: ...", "image decoded ...") to stderr, under the
-    CLI's output."""
+    CLI's output. Without that callback (another llama-cpp-python) the logs are left as they are."""
     import ctypes
 
-    from llama_cpp._logger import llama_log_callback
-
+    try:
+        from llama_cpp._logger import llama_log_callback
+    except ImportError:
+        return
     for name in ("mtmd_log_set", "mtmd_helper_log_set"):
         setter = getattr(mtmd_cpp, name, None)
         if setter is not None:
             setter(llama_log_callback, ctypes.c_void_p(0))
-
-
-def _text_content(template_messages: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
-    """The handler's ``_get_template_messages`` with each message's parts joined into one string.
-
-    The handler hands the chat template the OpenAI list of parts, images already replaced by mtmd's
-    media marker; text-only templates (most GGUFs', SmolLM2's among them) concatenate ``content`` as
-    a string and fail on a list ("can only concatenate str (not "list") to str"). Joined, the
-    template sees ``<__media__>\nDescribe the image.``, which every template renders, and mtmd
-    still finds the marker where the image goes."""
-
-    def joined(messages: Any, media_marker: str) -> list[Any]:
-        rendered = []
-        for message in template_messages(messages, media_marker):
-            content = message.get("content")
-            if isinstance(content, list):
-                parts = [part.get("text", "") if isinstance(part, dict) else str(part) for part in content]
-                message = {**message, "content": "\n".join(parts)}
-            rendered.append(message)
-        return rendered
-
-    return joined
 
 
 def start_projector(handler: Any, llm: Any, path: Path) -> None:
@@ -231,6 +286,8 @@ def generate_with_images(
 ) -> Generation:
     """One timed chat completion from ``images`` and ``prompt`` (see the module docstring);
     ``eog_ids`` are the vocabulary's end-of-generation tokens (:func:`eog_ids`, found once per model)."""
+    from llmbench.backends.llama_cpp import context_size
+
     if not images:
         raise InvalidOptionError("no image to send with the prompt", "pass --image FILE")
     eog = frozenset(eog_ids)
@@ -255,7 +312,7 @@ def generate_with_images(
             token_ids.append(token)
         return token
 
-    timed = _TimedMtmd(handler._mtmd_cpp, clock, _context_size(llm), config.max_new_tokens)
+    timed = _TimedMtmd(handler._mtmd_cpp, clock, context_size(llm), config.max_new_tokens)
     handler._mtmd_cpp, llm.sample = timed, sample
     try:
         t_start = clock()
@@ -288,13 +345,6 @@ def generate_with_images(
         stages=dict(timed.stages),
         counts={"image_tokens": timed.image_tokens},
     )
-
-
-def _context_size(llm: Any) -> int:
-    """The tokens the loaded model holds: the ``n_ctx`` asked for. llama.cpp pads its own context
-    (``Llama.n_ctx()`` says 256 for ``n_ctx=48``), but llama-cpp-python's token buffer keeps the size
-    asked for, and the handler's own check, against the padded size, lets a prompt overflow it."""
-    return min(int(llm.n_ctx()), len(llm.input_ids))
 
 
 def eog_ids(llm: Any, is_eog: Callable[[int], bool]) -> list[int]:

@@ -43,6 +43,13 @@ _FLAGS = ("flash_attn", "use_mmap", "use_mlock", "logits_all")
 _INTS = ("n_batch", "n_ubatch")
 
 
+def context_size(llm: Any) -> int:
+    """The tokens a loaded model holds: the ``n_ctx`` asked for. llama.cpp pads its own context
+    (``Llama.n_ctx()`` says 256 for ``n_ctx=48``), but llama-cpp-python's token buffer keeps the size
+    asked for, so a prompt checked against the padded size overflows it (a numpy broadcast error)."""
+    return min(int(llm.n_ctx()), len(llm.input_ids))
+
+
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
     pip_extra = "llama-cpp"
@@ -89,9 +96,10 @@ class LlamaCppBackend(Backend):
         self, prompt_ids: Sequence[int], config: GenerationConfig, on_token: Callable[[int], None]
     ) -> FinishReason:
         llm = self.llm
-        if len(prompt_ids) + config.max_new_tokens > llm.n_ctx():
+        n_ctx = context_size(llm)
+        if len(prompt_ids) + config.max_new_tokens > n_ctx:
             raise InvalidOptionError(
-                f"prompt ({len(prompt_ids)}) + max_new_tokens ({config.max_new_tokens}) exceed n_ctx ({llm.n_ctx()})",
+                f"prompt ({len(prompt_ids)}) + max_new_tokens ({config.max_new_tokens}) exceed n_ctx ({n_ctx})",
                 "raise --n-ctx or shorten the prompt",
             )
         llm.reset()

@@ -124,9 +124,14 @@ class Settings(_Strict):
     """Where embedding models are measured (not an axis); models of other families ignore it."""
 
     def merged(self, override: Settings) -> Settings:
-        """These settings with ``override``'s explicitly set ones on top (options merged key by key)."""
+        """These settings with ``override``'s explicitly set ones on top (options, ``load`` and
+        ``embed`` merged key by key)."""
         data = self.model_dump(exclude_unset=True)
-        data.update(override.model_dump(exclude_unset=True))
+        mine = override.model_dump(exclude_unset=True)
+        for section in ("load", "embed"):  # the sections merge field by field too
+            if isinstance(data.get(section), dict) and isinstance(mine.get(section), dict):
+                mine[section] = {**data[section], **mine[section]}
+        data.update(mine)
         data["options"] = {**self.options, **override.options}
         return Settings.model_validate(data)
 

@@ -72,7 +72,8 @@ def run_key(kind: str, model: str | None, backend: str, config: dict[str, Any]) 
 
 def sweep_id(sweep: SweepFile, salt: str = "") -> str:
     """The same file (same validated content) gives the same id, so re-running it resumes it."""
-    canonical = json.dumps(sweep.model_dump(mode="json"), sort_keys=True) + salt
+    # Defaults left out: a field added later with a default leaves the ids of existing files alone.
+    canonical = json.dumps(sweep.model_dump(mode="json", exclude_defaults=True), sort_keys=True) + salt
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
