@@ -278,3 +278,22 @@ def test_a_sweep_measures_embeddings_at_its_own_points(tiny_mean: Path, tmp_path
     path.write_text(f"models: [{tiny_mean}]\nsettings: {{embed: {{batch_sizes: []}}}}\n")
     code, _, err = run_cli("sweep", str(path), "--dry-run")
     assert code == 2 and "Traceback" not in err and "batch_sizes" in err, err
+
+
+def test_a_sweep_with_load_steps_measures_its_embedding_model_as_embeddings(tiny_mean: Path, tmp_path: Path) -> None:
+    """``load:`` turns generation runs into load tests; an embedding model of the same sweep is
+    measured as embeddings (it was sent to the load test, which has no requests it can make)."""
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        f"models: [{{model: {tiny_mean}, backends: [transformers]}}, {{model: default, backends: [fake]}}]\n"
+        "settings: {repetitions: 1, warmup: 0, threads: 1, embed: {batch_sizes: [2], seq_lengths: [8]},"
+        " load: {concurrency: [1], requests: 2}}\n"
+    )
+    code, out, err = run_cli("sweep", str(path), "--format", "json")
+    assert code == 0, err
+    embedding, causal = json.loads(out)["runs"]
+    with Store() as store:
+        record, loaded = store.get(embedding["id"]), store.get(causal["id"])
+    assert record.kind == "embed" and record.status == "ok"
+    assert [(p["batch_size"], p["seq_len"]) for p in record.metrics["points"]] == [(2, 8)]
+    assert loaded.kind == "load" and loaded.status == "ok"

@@ -37,10 +37,10 @@ def execute(run: PlannedRun, progress: ProgressCallback | None = None) -> RunRec
     sink = _Keep()
     try:
         config = BenchmarkConfig.from_json(run.config)
-        if run.kind == "load":
-            scenario: Any = LoadTest(_load_config(run, config), _step_progress(progress))
-        elif _embedding_model(config.setup):  # an embedding model measures embedding speed
-            scenario = _embedding(config, run.config.get("embed") or {})
+        if _embedding_model(config.setup):  # an embedding model measures embedding speed, load steps or not
+            scenario: Any = _embedding(config, run.config.get("embed") or {})
+        elif run.kind == "load":
+            scenario = LoadTest(_load_config(run, config), _step_progress(progress))
         else:
             scenario = SingleRun(config)
         run_scenario(config.setup, scenario, sink, progress)
