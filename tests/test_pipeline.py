@@ -103,9 +103,11 @@ def test_pipeline_runs_the_prompt_ids_without_a_second_bos(tiny_bos_llama: Path)
     assert got == expected
 
 
-def test_pipeline_runs_images_with_the_transformers_backends_greedy_text(tmp_path: Path) -> None:
-    """A tiny LLaVA through ``--image`` on the image-text-to-text pipeline: stored, streamed, and the
-    same prompt (chat template, image tokens) and greedy text as the transformers backend's run."""
+@pytest.mark.parametrize("name", ["llava", "blip2"])
+def test_pipeline_runs_images_with_the_transformers_backends_greedy_text(tmp_path: Path, name: str) -> None:
+    """A tiny LLaVA (chat template) and a tiny BLIP-2 (none: captioning) through ``--image`` on the
+    image-text-to-text pipeline: stored, streamed, and the same prompt (image tokens included) and
+    greedy text as the transformers backend's run."""
     import json
     import warnings
 
@@ -113,13 +115,13 @@ def test_pipeline_runs_images_with_the_transformers_backends_greedy_text(tmp_pat
     import torch
     from PIL import Image
 
-    from test_vision import _llava, invoke
+    from test_vision import BUILDERS, invoke
 
-    folder, image = tmp_path / "tiny-llava", tmp_path / "cat.png"
+    folder, image = tmp_path / f"tiny-{name}", tmp_path / "cat.png"
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _llava(folder)
+        BUILDERS[name](folder)
     Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(image)
     rows = {}
     for backend in ("pipeline", "transformers"):
@@ -134,7 +136,7 @@ def test_pipeline_runs_images_with_the_transformers_backends_greedy_text(tmp_pat
     assert got["config"]["images"] == [str(image)]
     assert got["config"]["prompt_length"] == expected["config"]["prompt_length"]
     summary = got["metrics"]["summary"]
-    assert summary["image_tokens"]["mean"] == 4  # LLaVA's patches, counted from the prompt the model saw
+    assert summary["image_tokens"]["mean"] == 4  # the patches or queries, counted from the prompt the model saw
     assert summary["decode_tok_s"]["count"] == 1 and "image_preprocess_s" not in summary
     assert got["metrics"]["sample_text"] and got["metrics"]["sample_text"] == expected["metrics"]["sample_text"]
     code, shown, err = invoke("show", got["id"])
