@@ -177,6 +177,17 @@ def one_line_error(code: int, stderr: str, *needles: str) -> str:
     return lines[0]
 
 
+@pytest.fixture(scope="session")
+def cat_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An 80x64 RGB image of seeded noise, for the vision tests (Pillow)."""
+    import numpy as np
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("images") / "cat.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(path)
+    return path
+
+
 def tiny_word_tokenizer(folder: Path, specials: dict[str, str], template: str) -> None:
     """Save a word-level tokenizer over the synthetic passage's words (no download, no training):
     ``specials`` maps roles (``pad_token``, ``eos_token`` ...) to tokens, which take the first ids in

@@ -18,7 +18,7 @@ from conftest import one_line_error, run_cli
 from llmbench.backends.base import Backend, LoadOptions
 from llmbench.errors import InvalidModelError, InvalidOptionError
 from llmbench.models import resolve_model
-from llmbench.store import Store
+from llmbench.store import RunRecord, Store
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -260,19 +260,25 @@ def test_sweep_runs_an_embedding_model(tiny_mean: Path, tmp_path: Path) -> None:
     assert [(p["batch_size"], p["seq_len"]) for p in record.metrics["points"]][-3:] == [(1, 24), (8, 24), (32, 24)]
 
 
-def test_a_sweep_measures_embeddings_at_its_own_points(tiny_mean: Path, tmp_path: Path) -> None:
-    """``settings.embed`` picks the points (a causal model of the same sweep ignores it); a length
-    past the model's limit is lowered to it, as with the defaults."""
-    path = tmp_path / "s.yaml"
+def _mixed_sweep(path: Path, embedding_model: Path, settings: str) -> tuple[RunRecord, RunRecord]:
+    """A sweep of ``embedding_model`` (transformers) and the bundled model (fake) with ``settings``
+    beside one repetition, no warm-up and one thread; the two stored runs."""
     path.write_text(
-        f"models: [{{model: {tiny_mean}, backends: [transformers]}}, {{model: default, backends: [fake]}}]\n"
-        "settings: {repetitions: 1, warmup: 0, threads: 1, embed: {batch_sizes: [2, 4], seq_lengths: [8, 99]}}\n"
+        f"models: [{{model: {embedding_model}, backends: [transformers]}}, {{model: default, backends: [fake]}}]\n"
+        f"settings: {{repetitions: 1, warmup: 0, threads: 1, {settings}}}\n"
     )
     code, out, err = run_cli("sweep", str(path), "--format", "json")
     assert code == 0, err
     embedding, causal = json.loads(out)["runs"]
     with Store() as store:
-        record, generated = store.get(embedding["id"]), store.get(causal["id"])
+        return store.get(embedding["id"]), store.get(causal["id"])
+
+
+def test_a_sweep_measures_embeddings_at_its_own_points(tiny_mean: Path, tmp_path: Path) -> None:
+    """``settings.embed`` picks the points (a causal model of the same sweep ignores it); a length
+    past the model's limit is lowered to it, as with the defaults."""
+    path = tmp_path / "s.yaml"
+    record, generated = _mixed_sweep(path, tiny_mean, "embed: {batch_sizes: [2, 4], seq_lengths: [8, 99]}")
     assert [(p["batch_size"], p["seq_len"]) for p in record.metrics["points"]] == [(2, 8), (4, 8), (2, 24), (4, 24)]
     assert generated.kind == "generate" and generated.status == "ok" and "embed" not in generated.config
     path.write_text(f"models: [{tiny_mean}]\nsettings: {{embed: {{batch_sizes: []}}}}\n")
@@ -283,17 +289,11 @@ def test_a_sweep_measures_embeddings_at_its_own_points(tiny_mean: Path, tmp_path
 def test_a_sweep_with_load_steps_measures_its_embedding_model_as_embeddings(tiny_mean: Path, tmp_path: Path) -> None:
     """``load:`` turns generation runs into load tests; an embedding model of the same sweep is
     measured as embeddings (it was sent to the load test, which has no requests it can make)."""
-    path = tmp_path / "s.yaml"
-    path.write_text(
-        f"models: [{{model: {tiny_mean}, backends: [transformers]}}, {{model: default, backends: [fake]}}]\n"
-        "settings: {repetitions: 1, warmup: 0, threads: 1, embed: {batch_sizes: [2], seq_lengths: [8]},"
-        " load: {concurrency: [1], requests: 2}}\n"
+    record, loaded = _mixed_sweep(
+        tmp_path / "s.yaml",
+        tiny_mean,
+        "embed: {batch_sizes: [2], seq_lengths: [8]}, load: {concurrency: [1], requests: 2}",
     )
-    code, out, err = run_cli("sweep", str(path), "--format", "json")
-    assert code == 0, err
-    embedding, causal = json.loads(out)["runs"]
-    with Store() as store:
-        record, loaded = store.get(embedding["id"]), store.get(causal["id"])
     assert record.kind == "embed" and record.status == "ok"
     assert [(p["batch_size"], p["seq_len"]) for p in record.metrics["points"]] == [(2, 8)]
     assert loaded.kind == "load" and loaded.status == "ok"

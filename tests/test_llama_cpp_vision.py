@@ -81,16 +81,6 @@ def tiny_vlm(tmp_path_factory: pytest.TempPathFactory, smollm2: Any, llama_cpp_s
 
 
 @pytest.fixture(scope="module")
-def cat_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("images") / "cat.png"
-    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def backend(tiny_vlm: tuple[Path, Path]) -> Any:
     from llmbench.backends.base import LoadOptions
     from llmbench.backends.llama_cpp import LlamaCppBackend

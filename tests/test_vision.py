@@ -155,16 +155,6 @@ def tiny_vision(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
     return get
 
 
-@pytest.fixture(scope="module")
-def cat_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("images") / "cat.png"
-    Image.fromarray(np.random.default_rng(3).integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(path)
-    return path
-
-
 def invoke(*args: str) -> tuple[int, str, str]:
     """``llmbench ARGS`` in this process (``$LLMBENCH_HOME`` is the test's); exit code, stdout, stderr."""
     from click.testing import CliRunner
